@@ -1,0 +1,200 @@
+"""Real Zephyr services as subprocesses on free loopback ports, for end-to-end tests.
+
+    async with Cluster(database_url, tmp_path) as cluster:
+        api = await cluster.start_scheduler()
+        await cluster.start_coordinator()
+        await cluster.start_worker(ZEPHYR_WORKER_CONCURRENCY="10")
+
+Every process writes its output to `tmp_path/<name>.log`; `Cluster.dump_logs()` returns it all
+(tests print it on failure). Waits poll a real signal (HTTP /readyz, gRPC health, the `workers`
+row), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+WAIT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = WAIT_S, what: str = "condition"
+) -> Any:
+    """Poll `check` every 20 ms until it returns something truthy; raise TimeoutError after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Service:
+    """One running service process."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.env = env
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.addr = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """kill -9, then reap."""
+        self.signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit status."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Cluster:
+    """Starts services against one database; stops them all on exit."""
+
+    def __init__(self, database_url: str, tmp_path: Path, **env: str) -> None:
+        self.database_url = database_url
+        self.tmp_path = tmp_path
+        self.base_env = {
+            **os.environ,
+            "ZEPHYR_DATABASE_URL": database_url,
+            "ZEPHYR_PUBLISH_DATABASE_URL": database_url,
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.services: list[Service] = []
+        self.api_url = ""
+        self.coordinator_addrs: list[str] = []
+        self._counter = 0
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop_all)
+        if exc is not None:
+            print(self.dump_logs())
+
+    def spawn(self, service: str, **env: str) -> Service:
+        self._counter += 1
+        name = f"{service}-{self._counter}"
+        merged = {**self.base_env, **env}
+        argv = [sys.executable, "-m", "zephyr.cli.main", service]
+        proc = Service(name, argv, merged, self.tmp_path / f"{name}.log")
+        self.services.append(proc)
+        return proc
+
+    async def start_scheduler(self, **env: str) -> Service:
+        port = free_port()
+        proc = self.spawn("scheduler", ZEPHYR_HTTP_ADDR=f"127.0.0.1:{port}", **env)
+        proc.addr = f"http://127.0.0.1:{port}"
+        self.api_url = self.api_url or proc.addr
+
+        async def ready() -> bool:
+            self._check_alive(proc)
+            try:
+                async with aiohttp.ClientSession() as session, session.get(f"{proc.addr}/readyz") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(ready, what=f"{proc.name} /readyz")
+        return proc
+
+    async def start_coordinator(self, **env: str) -> Service:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        port = int(env.pop("port", 0) or free_port())
+        proc = self.spawn("coordinator", ZEPHYR_GRPC_ADDR=f"127.0.0.1:{port}", **env)
+        proc.addr = f"127.0.0.1:{port}"
+        self.coordinator_addrs.append(proc.addr)
+
+        async def serving() -> bool:
+            self._check_alive(proc)
+            try:
+                async with grpc.aio.insecure_channel(proc.addr) as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+            except grpc.aio.AioRpcError:
+                return False
+
+        await wait_until(serving, what=f"{proc.name} health")
+        return proc
+
+    async def start_worker(self, wait: bool = True, **env: str) -> Service:
+        worker_id = env.pop("ZEPHYR_WORKER_ID", f"test-worker-{len(self.services) + 1}")
+        env.setdefault("ZEPHYR_COORDINATORS", ",".join(self.coordinator_addrs))
+        proc = self.spawn("worker", ZEPHYR_WORKER_ID=worker_id, **env)
+        proc.addr = worker_id
+        if wait:
+            await self.wait_worker_active(proc)
+        return proc
+
+    async def wait_worker_active(self, proc: Service) -> None:
+        async def active() -> bool:
+            self._check_alive(proc)
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                status = await conn.fetchval("SELECT status FROM workers WHERE id = $1", proc.addr)
+            finally:
+                await conn.close()
+            return status == "active"
+
+        await wait_until(active, what=f"{proc.name} registered")
+
+    def _check_alive(self, proc: Service) -> None:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.process.returncode}:\n{proc.output()}")
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.services):
+            proc.stop()
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"===== {p.name} =====\n{p.output()}" for p in self.services)

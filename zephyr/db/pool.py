@@ -1,0 +1,74 @@
+"""Connection pools: JSON codecs, start-up that says why it failed, DSNs that hide passwords."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from zephyr.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by `***`, for logs and error messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda value: json.dumps(value, separators=(",", ":")),
+            decoder=json.loads,
+            schema="pg_catalog",
+        )
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection with Zephyr's codecs; for migrations, LISTEN and tests."""
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S, **kwargs)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    wait_s: float = 30.0,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """A pool with Zephyr's codecs. Retries for up to `wait_s` while the database is not up yet,
+    then raises StartupError naming the (redacted) DSN and the last reason."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                timeout=CONNECT_TIMEOUT_S,
+                **kwargs,
+            )
+            return pool
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise StartupError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
+            log.warning("database %s not reachable yet (%s); retrying", redact_dsn(dsn), exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,110 @@
+"""When a task fires: the first time from its `schedule`, and each next time of a recurring one.
+
+Schedules are the JSON objects of the API, already validated: absent (now), `{"at"}`,
+`{"delay_s"}`, `{"cron", "timezone"}` or `{"every_s"}`, the recurring two with optional
+`start_at`, `end_at` and `overlap`. All instants are aware datetimes in UTC.
+
+Recurring rule: when a firing scheduled for `previous` is claimed at `now`, the next firing is
+the first tick strictly after `now`. Ticks missed while nothing ran (downtime, a long run) are
+folded into the firing that runs, so a missed window fires once, not once per tick; ticks stay
+on their grid (cron times, or `previous + k * every_s`), so the schedule never drifts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+RECURRING_KEYS = ("cron", "every_s")
+
+
+def parse_instant(text: str) -> datetime:
+    """RFC 3339 text to an aware UTC datetime; a naive time is taken as UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def is_recurring(schedule: Mapping[str, Any] | None) -> bool:
+    return bool(schedule) and any(key in schedule for key in RECURRING_KEYS)  # type: ignore[operator]
+
+
+def wants_overlap(schedule: Mapping[str, Any] | None) -> bool:
+    return bool(schedule and schedule.get("overlap"))
+
+
+def cron_next(expression: str, timezone: str, after: datetime) -> datetime:
+    """First tick of `expression` in `timezone` strictly after `after` (UTC in, UTC out).
+
+    Walks wall-clock time in the zone so that a 02:30 job runs once on both DST change days:
+    on the spring-forward day the nonexistent 02:30 maps to an instant just after the gap (03:30
+    summer time), on the fall-back day only the first of the two 02:30s counts.
+    """
+    zone = ZoneInfo(timezone)
+    local_after = after.astimezone(zone)
+    # croniter iterates naive wall-clock time; we resolve each wall time to an instant ourselves.
+    itr = croniter(expression, local_after.replace(tzinfo=None))
+    while True:
+        wall: datetime = itr.get_next(datetime)
+        instant = _resolve_wall_time(wall, zone)
+        if instant > after:
+            return instant
+
+
+def _resolve_wall_time(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of naive wall time `wall` in `zone`.
+
+    fold=0 takes the offset in force before a transition: a repeated time (fall-back) resolves to
+    its first occurrence, and a skipped time (spring-forward) to the instant the wall clock would
+    have shown had it not jumped, which lies just after the gap.
+    """
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def first_fire(schedule: Mapping[str, Any] | None, now: datetime) -> datetime | None:
+    """When a new task with `schedule` first fires (None: its window has already closed)."""
+    if not schedule:
+        return now
+    if "at" in schedule:
+        return parse_instant(schedule["at"])
+    if "delay_s" in schedule:
+        return now + timedelta(seconds=float(schedule["delay_s"]))
+    start = parse_instant(schedule["start_at"]) if schedule.get("start_at") else None
+    end = parse_instant(schedule["end_at"]) if schedule.get("end_at") else None
+    if "cron" in schedule:
+        base = max(now, start) if start else now
+        fire = cron_next(schedule["cron"], schedule.get("timezone") or "UTC", base - timedelta(microseconds=1))
+    else:
+        period = timedelta(seconds=float(schedule["every_s"]))
+        if start is None:
+            fire = now + period
+        elif start >= now:
+            fire = start
+        else:
+            fire = start + period * math.ceil((now - start) / period)
+    if end is not None and fire > end:
+        return None
+    return fire
+
+
+def next_fire(schedule: Mapping[str, Any], *, previous: datetime, now: datetime) -> datetime | None:
+    """Next firing of a recurring task whose firing scheduled for `previous` ran at `now`.
+
+    None when the schedule has ended (`end_at` passed).
+    """
+    if "cron" in schedule:
+        fire = cron_next(schedule["cron"], schedule.get("timezone") or "UTC", max(previous, now))
+    else:
+        period = timedelta(seconds=float(schedule["every_s"]))
+        ticks = math.floor((now - previous) / period) + 1 if now >= previous else 1
+        fire = previous + period * ticks
+    end = parse_instant(schedule["end_at"]) if schedule.get("end_at") else None
+    if end is not None and fire > end:
+        return None
+    return fire
