@@ -1,0 +1,57 @@
+"""Every Prometheus metric Zephyr exports, defined in this one module.
+
+Code records events by calling these objects; nothing else creates metrics. Names follow
+Prometheus conventions (`_total` counters, `_seconds` histograms). Label values are bounded
+(task type, status, outcome), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# scheduler
+TASKS_SUBMITTED = Counter("zephyr_tasks_submitted_total", "Tasks accepted by the API", ["type"])
+HTTP_REQUESTS = Counter(
+    "zephyr_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "zephyr_http_request_duration_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS_S
+)
+
+# coordinator
+RUNS_DISPATCHED = Counter("zephyr_runs_dispatched_total", "Runs assigned to workers", ["type"])
+RUNS_FINISHED = Counter("zephyr_runs_finished_total", "Runs ended, by run status", ["type", "status"])
+COMPLETIONS_REFUSED = Counter(
+    "zephyr_completions_refused_total", "Completions refused by fencing (run no longer the worker's)"
+)
+TASKS_DEAD = Counter("zephyr_tasks_dead_total", "Tasks dead-lettered", ["type"])
+RUNS_LOST = Counter("zephyr_runs_lost_total", "Runs lost because their worker stopped heartbeating")
+CLAIMS = Counter("zephyr_claims_total", "Claim statements executed")
+CLAIM_BATCH = Histogram(
+    "zephyr_claim_batch_size", "Runs claimed per claim statement", buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+)
+CLAIM_LATENCY = Histogram(
+    "zephyr_claim_duration_seconds", "Time of one claim transaction", buckets=LATENCY_BUCKETS_S
+)
+DISPATCH_DELAY = Histogram(
+    "zephyr_dispatch_delay_seconds", "From due time to assignment sent", ["type"], buckets=LATENCY_BUCKETS_S
+)
+RUN_DURATION = Histogram(
+    "zephyr_run_duration_seconds", "Run duration as reported by workers", ["type"], buckets=LATENCY_BUCKETS_S
+)
+WORKERS_CONNECTED = Gauge("zephyr_workers_connected", "Worker streams open on this coordinator")
+FREE_SLOTS = Gauge("zephyr_free_slots", "Free run slots reported by connected workers")
+QUEUE_DEPTH = Gauge("zephyr_queue_depth", "Due tasks not yet running (sampled by maintenance)")
+
+# worker
+WORKER_RUNS_STARTED = Counter("zephyr_worker_runs_started_total", "Runs started by this worker", ["type"])
+WORKER_RUNS_FINISHED = Counter(
+    "zephyr_worker_runs_finished_total", "Runs finished by this worker", ["type", "outcome"]
+)
+WORKER_RUNNING = Gauge("zephyr_worker_running", "Runs executing on this worker")
+WORKER_RECONNECTS = Counter("zephyr_worker_reconnects_total", "Stream reconnections of this worker")
+WORKER_LOG_LINES_DROPPED = Counter(
+    "zephyr_worker_log_lines_dropped_total", "Log lines dropped by the per-run cap"
+)
