@@ -40,7 +40,9 @@ lint: $(GENERATED) ## ruff and mypy
 	$(VENV)/bin/ruff format --check zephyr cmd tests bench
 	$(VENV)/bin/mypy
 
-bench: $(GENERATED) ## run the benchmarks; figures to stdout and bench/results/*.json
+bench: $(GENERATED) ## run the benchmarks (BENCH_ARGS="--quick" for a smoke run); figures to bench/results/
+	@$(PY) -c 'import procrastinate, celery, matplotlib, psutil, pyinstrument' 2>/dev/null && test -x $(VENV)/bin/py-spy \
+		|| $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv, generated code and local cluster data
