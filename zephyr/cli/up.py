@@ -1,0 +1,193 @@
+"""`zephyr up`: a whole cluster on one machine, in one terminal.
+
+Starts an embedded PostgreSQL under `./.zephyr/` when ZEPHYR_DATABASE_URL is unset (a second `up`
+reuses the data), applies migrations, then runs one scheduler, one coordinator and `--workers N`
+workers as child processes whose output is prefixed with their name. Ctrl-C or SIGTERM stops the
+children (workers drain first) and then the database. If a child dies, everything stops and the
+exit status says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zephyr import config as cfg
+from zephyr.errors import ConfigError, StartupError
+
+STOP_GRACE_S = 15.0
+COLORS = ("36", "35", "33", "32", "34", "31")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "up", help="run a local cluster (embedded PostgreSQL unless ZEPHYR_DATABASE_URL)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="number of workers (default 2; 0 for none)")
+    parser.add_argument("--data-dir", default=".zephyr", help="where the embedded database keeps its data")
+    parser.set_defaults(func=run_up)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Child:
+    """One service process of the cluster."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    color: str
+    process: asyncio.subprocess.Process | None = None
+    pump: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def start(self) -> None:
+        # A session of its own: Ctrl-C reaches only `up`, which then stops children in order.
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pump = asyncio.create_task(self._pump_output())
+
+    async def _pump_output(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        prefix = (
+            f"\x1b[{self.color}m{self.name:<12}|\x1b[0m " if sys.stdout.isatty() else f"{self.name:<12}| "
+        )
+        async for raw in self.process.stdout:
+            sys.stdout.write(prefix + raw.decode(errors="replace"))
+            sys.stdout.flush()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
+    async def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        if self.pump is not None:
+            await self.pump
+
+
+def plan_children(workers: int, base_env: dict[str, str]) -> list[Child]:
+    """The scheduler, the coordinator and `workers` workers, each with its metrics port."""
+    python = [sys.executable, "-m", "zephyr.cli.main"]
+    host = socket.gethostname()
+    children = [Child("scheduler", [*python, "scheduler"], dict(base_env), COLORS[0])]
+    coordinator_env = dict(base_env)
+    coordinator_env.setdefault("ZEPHYR_METRICS_ADDR", f"127.0.0.1:{free_port()}")
+    children.append(Child("coordinator", [*python, "coordinator"], coordinator_env, COLORS[1]))
+    for index in range(1, workers + 1):
+        env = dict(base_env)
+        env["ZEPHYR_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+        env.setdefault("ZEPHYR_WORKER_ID", f"{host}-worker-{index}")
+        if "ZEPHYR_WORKER_ID" in base_env:
+            env["ZEPHYR_WORKER_ID"] = f"{base_env['ZEPHYR_WORKER_ID']}-{index}"
+        children.append(Child(f"worker-{index}", [*python, "worker"], env, COLORS[(index + 1) % len(COLORS)]))
+    return children
+
+
+async def supervise(children: list[Child]) -> int:
+    """Run the children until a signal or until one exits; then stop them all. Returns exit status."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    for child in children:
+        await child.start()
+    exits = {asyncio.create_task(c.process.wait()): c for c in children if c.process is not None}
+    stop_wait = asyncio.create_task(stopping.wait())
+    done, _pending = await asyncio.wait([stop_wait, *exits], return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    for task in done:
+        if task in exits:
+            child = exits[task]
+            print(
+                f"zephyr up: {child.name} exited with status {task.result()}; stopping the cluster",
+                file=sys.stderr,
+            )
+            status = 1
+    stop_wait.cancel()
+    # Workers first so they drain and report while the coordinator is still there.
+    ordered = [c for c in children if c.name.startswith("worker")] + [
+        c for c in children if not c.name.startswith("worker")
+    ]
+    for group in (ordered[: len(ordered) - 2], ordered[-2:]):
+        for child in group:
+            child.terminate()
+        await asyncio.gather(*(child.wait(STOP_GRACE_S) for child in group))
+    for task in exits:
+        task.cancel()
+    return status
+
+
+def run_up(args: argparse.Namespace) -> int:
+    if args.workers < 0:
+        print("zephyr up: --workers must be 0 or more", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    embedded = None
+    try:
+        common = cfg.load(cfg.CommonConfig)
+        dsn = common.database_url
+        if dsn is None:
+            from zephyr.embedded import EmbeddedPostgres
+
+            embedded = EmbeddedPostgres(Path(args.data_dir) / "pgdata")
+            dsn = embedded.start()
+            print(f"zephyr up: embedded PostgreSQL in {embedded.data_dir}")
+        env["ZEPHYR_DATABASE_URL"] = dsn
+        env.setdefault("ZEPHYR_PUBLISH_DATABASE_URL", dsn)
+        asyncio.run(_migrate(dsn))
+        children = plan_children(args.workers, env)
+        http_addr = env.get("ZEPHYR_HTTP_ADDR", "127.0.0.1:8080")
+        grpc_addr = env.get("ZEPHYR_GRPC_ADDR", "127.0.0.1:50051")
+        print(f"zephyr up: API http://{http_addr}  gRPC {grpc_addr}  workers {args.workers}")
+        for child in children[1:]:
+            print(f"zephyr up: {child.name} metrics http://{child.env['ZEPHYR_METRICS_ADDR']}/metrics")
+        return asyncio.run(supervise(children))
+    except (ConfigError, StartupError) as exc:
+        print(f"zephyr up: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            print("zephyr up: embedded PostgreSQL stopped")
+
+
+async def _migrate(dsn: str) -> None:
+    from zephyr.db.migrate import migrate
+    from zephyr.db.pool import connect, redact_dsn
+
+    try:
+        conn = await connect(dsn)
+    except (OSError, TimeoutError) as exc:
+        raise StartupError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
