@@ -13,9 +13,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 
 # scheduler
 TASKS_SUBMITTED = Counter("zephyr_tasks_submitted_total", "Tasks accepted by the API", ["type"])
-HTTP_REQUESTS = Counter(
-    "zephyr_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("zephyr_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
     "zephyr_http_request_duration_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS_S
 )
@@ -30,7 +28,9 @@ TASKS_DEAD = Counter("zephyr_tasks_dead_total", "Tasks dead-lettered", ["type"])
 RUNS_LOST = Counter("zephyr_runs_lost_total", "Runs lost because their worker stopped heartbeating")
 CLAIMS = Counter("zephyr_claims_total", "Claim statements executed")
 CLAIM_BATCH = Histogram(
-    "zephyr_claim_batch_size", "Runs claimed per claim statement", buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+    "zephyr_claim_batch_size",
+    "Runs claimed per claim statement",
+    buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 CLAIM_LATENCY = Histogram(
     "zephyr_claim_duration_seconds", "Time of one claim transaction", buckets=LATENCY_BUCKETS_S

@@ -79,7 +79,9 @@ def first_fire(schedule: Mapping[str, Any] | None, now: datetime) -> datetime | 
     end = parse_instant(schedule["end_at"]) if schedule.get("end_at") else None
     if "cron" in schedule:
         base = max(now, start) if start else now
-        fire = cron_next(schedule["cron"], schedule.get("timezone") or "UTC", base - timedelta(microseconds=1))
+        fire = cron_next(
+            schedule["cron"], schedule.get("timezone") or "UTC", base - timedelta(microseconds=1)
+        )
     else:
         period = timedelta(seconds=float(schedule["every_s"]))
         if start is None:
