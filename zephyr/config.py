@@ -248,6 +248,12 @@ class WorkerConfig(CommonConfig):
         "ZEPHYR_LOG_LINES_PER_RUN", 10_000, parse_positive_int, "log lines kept per run"
     )
 
+    def validate(self) -> None:
+        if self.metrics_addr and not self.metrics_addr.is_loopback and not self.cluster_token:
+            raise ConfigError(
+                f"ZEPHYR_METRICS_ADDR: {self.metrics_addr} is not loopback and ZEPHYR_CLUSTER_TOKEN is unset"
+            )
+
     @property
     def effective_worker_id(self) -> str:
         return self.worker_id or default_worker_id()

@@ -7,14 +7,14 @@ refers to queries by name only: `QUERIES["claim_due"]`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-if not DATA_DIR.is_dir():  # running from a source checkout: data/ sits beside the package
-    DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# A source checkout keeps data/ beside the package; an installed wheel is told by ZEPHYR_DATA_DIR.
+DATA_DIR = Path(os.environ.get("ZEPHYR_DATA_DIR") or Path(__file__).resolve().parents[2] / "data")
 QUERIES_DIR = DATA_DIR / "queries"
 MIGRATIONS_DIR = DATA_DIR / "migrations"
 
