@@ -1,0 +1,122 @@
+"""The foundation path with real processes: HTTP -> tasks row -> coordinator -> worker -> HTTP call
+-> completion -> task_runs row, both with separately started services and through `zephyr up`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.support.cluster import Cluster, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[tuple[str, list[str]]]:
+    """A real HTTP server on loopback that records the paths it was called on."""
+    hits: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield f"http://127.0.0.1:{port}", hits
+    await runner.cleanup()
+
+
+async def submit_and_wait(api_url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{api_url}/v1/tasks", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            task = await resp.json()
+
+        async def finished() -> dict[str, Any] | None:
+            async with session.get(f"{api_url}/v1/tasks/{task['id']}") as resp:
+                current: dict[str, Any] = await resp.json()
+            return current if current["status"] not in ("pending", "running") else None
+
+        result: dict[str, Any] = await wait_until(finished, what=f"task {task['id']} to finish")
+        return result
+
+
+async def test_http_task_runs_through_separate_services(
+    database_url: str, tmp_path: Path, target: tuple[str, list[str]]
+) -> None:
+    url, hits = target
+    async with Cluster(database_url, tmp_path) as cluster:
+        await cluster.start_scheduler()
+        await cluster.start_coordinator()
+        await cluster.start_worker()
+        task = await submit_and_wait(
+            cluster.api_url, {"type": "http", "payload": {"method": "GET", "url": f"{url}/hello"}}
+        )
+        assert task["status"] == "succeeded", task
+        assert hits == ["/hello"]
+        run = task["last_run"]
+        assert run["status"] == "succeeded" and run["attempt"] == 1
+        assert run["result"]["status"] == 200
+
+
+async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: tuple[str, list[str]]) -> None:
+    url, hits = target
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ZEPHYR_DATABASE_URL", "ZEPHYR_PUBLISH_DATABASE_URL")
+    }
+    env.update(
+        ZEPHYR_HTTP_ADDR=f"127.0.0.1:{http_port}",
+        ZEPHYR_GRPC_ADDR=f"127.0.0.1:{grpc_port}",
+        ZEPHYR_COORDINATORS=f"127.0.0.1:{grpc_port}",
+        PYTHONUNBUFFERED="1",
+    )
+    data_dir = Path(f"/tmp/zephyr-up-test-{os.getpid()}")  # the embedded server refuses dirs under /root
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "zephyr.cli.main", "up", "--workers", "1", "--data-dir", str(data_dir)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = f"http://127.0.0.1:{http_port}"
+    try:
+
+        async def worker_listed() -> bool:
+            assert up.poll() is None, log_path.read_text()
+            try:
+                async with aiohttp.ClientSession() as session, session.get(f"{api}/v1/workers") as resp:
+                    return resp.status == 200 and bool((await resp.json())["workers"])
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(worker_listed, timeout=60, what="zephyr up to serve with a worker")
+        task = await submit_and_wait(api, {"type": "http", "payload": {"method": "GET", "url": f"{url}/up"}})
+        assert task["status"] == "succeeded", task
+        assert hits == ["/up"]
+    finally:
+        up.send_signal(signal.SIGINT)
+        status = await asyncio.to_thread(up.wait, 60)
+        output = log_path.read_text()
+        subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+    assert status == 0, output
+    assert "embedded PostgreSQL stopped" in output
+    assert "Traceback" not in output, output
