@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +75,16 @@ async def test_http_task_runs_through_separate_services(
         assert run["result"]["status"] == 200
 
 
+def start_up(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zephyr.cli.main", "up", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: tuple[str, list[str]]) -> None:
     url, hits = target
     http_port, grpc_port = free_port(), free_port()
@@ -90,13 +101,7 @@ async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: t
     )
     data_dir = Path(f"/tmp/zephyr-up-test-{os.getpid()}")  # the embedded server refuses dirs under /root
     log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "zephyr.cli.main", "up", "--workers", "1", "--data-dir", str(data_dir)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    up = start_up(["--workers", "1", "--data-dir", str(data_dir)], env, log_path)
     api = f"http://127.0.0.1:{http_port}"
     try:
 
@@ -116,7 +121,7 @@ async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: t
         up.send_signal(signal.SIGINT)
         status = await asyncio.to_thread(up.wait, 60)
         output = log_path.read_text()
-        subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+        shutil.rmtree(data_dir, ignore_errors=True)
     assert status == 0, output
     assert "embedded PostgreSQL stopped" in output
     assert "Traceback" not in output, output
