@@ -1,0 +1,53 @@
+-- Queries the benchmark harness runs against Zephyr's tables (read-only except the big-table load).
+
+-- name: bench_settings
+-- $1 setting names
+SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name;
+
+-- name: bench_count_tasks_with_status
+-- $1 status
+SELECT count(*) FROM tasks WHERE status = $1;
+
+-- name: bench_count_running_runs
+SELECT count(*) FROM task_runs WHERE status = 'running';
+
+-- name: bench_count_running_runs_by_worker
+-- How many runs each worker holds right now.
+SELECT worker_id, count(*) AS running FROM task_runs WHERE status = 'running' GROUP BY worker_id;
+
+-- name: bench_run_span
+-- First start and last finish of the succeeded runs of the tasks created at or after $1.
+-- $1 created_at lower bound
+SELECT count(*) AS runs, min(r.started_at) AS first_started, max(r.finished_at) AS last_finished
+FROM task_runs r JOIN tasks t ON t.id = r.task_id
+WHERE t.created_at >= $1 AND r.status = 'succeeded';
+
+-- name: bench_run_latencies
+-- due -> started and due -> finished, in seconds, of the runs of the given tasks.
+-- $1 task ids
+SELECT extract(epoch FROM r.started_at - r.scheduled_for)::float8 AS to_start,
+       extract(epoch FROM r.finished_at - r.scheduled_for)::float8 AS to_finish,
+       r.status
+FROM task_runs r
+WHERE r.task_id = ANY($1::uuid[]);
+
+-- name: bench_runs_of_worker
+-- Task ids of the runs a worker holds.
+-- $1 worker id
+SELECT task_id FROM task_runs WHERE worker_id = $1 AND status = 'running';
+
+-- name: bench_count_running_elsewhere
+-- How many of the given tasks have a running run on a worker other than $2.
+-- $1 task ids, $2 worker id
+SELECT count(DISTINCT task_id) FROM task_runs
+WHERE task_id = ANY($1::uuid[]) AND status = 'running' AND worker_id <> $2;
+
+-- name: bench_count_statuses
+-- $1 task ids
+SELECT status, count(*) AS n FROM tasks WHERE id = ANY($1::uuid[]) GROUP BY status;
+
+-- name: bench_table_sizes
+SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM task_runs) AS task_runs;
+
+-- name: bench_analyze
+ANALYZE tasks, task_runs;
