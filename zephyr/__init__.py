@@ -2,4 +2,8 @@
 
 from __future__ import annotations
 
+from zephyr.worker.registry import task
+
+__all__ = ["__version__", "task"]
+
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The worker service: connects to coordinators, executes assigned runs, reports back."""

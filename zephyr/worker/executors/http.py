@@ -1,0 +1,114 @@
+"""`http` runs: one request through one pooled aiohttp session.
+
+Payload: `url` (required, http or https), `method` (default GET), `headers`, `body` (a string is
+sent as is; anything else as JSON), `expect_status` (an int or a list of ints; default any 2xx).
+The result keeps `status`, response `headers` and `body` (text, capped at 64 KiB, `truncated`
+says so). An unexpected status fails the run (code `http_status`) with that result; a network
+error fails it with code `http_error`. Both are retryable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, get_str_map, invalid
+
+BODY_CAP_BYTES = 64 * 1024
+MAX_REDIRECTS = 10
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+FIELDS = {"url", "method", "headers", "body", "expect_status"}
+
+
+def _expected(payload: dict[str, Any]) -> set[int] | None:
+    value = payload.get("expect_status")
+    if value is None:
+        return None
+    codes = value if isinstance(value, list) else [value]
+    if not codes or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
+    ):
+        raise invalid("expect_status", "must be an HTTP status (100-599) or a list of them")
+    return set(codes)
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", "replace")
+    except LookupError:
+        return raw.decode("utf-8", "replace")
+
+
+class HttpExecutor:
+    """Executes `http` payloads; one session (connection pool) per worker."""
+
+    type = "http"
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+                auto_decompress=True,
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
+        check_fields(payload, FIELDS, {"url"})
+        url = get_str(payload, "url") or ""
+        try:
+            parsed = URL(url)
+        except ValueError as exc:
+            raise invalid("url", f"is not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise invalid("url", "must be an absolute http:// or https:// URL")
+        method = (get_str(payload, "method", "GET") or "GET").upper()
+        if method not in METHODS:
+            raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
+        headers = get_str_map(payload, "headers")
+        expected = _expected(payload)
+        body = payload.get("body")
+        kwargs: dict[str, Any] = {}
+        if isinstance(body, str):
+            kwargs["data"] = body.encode()
+        elif body is not None:
+            kwargs["data"] = json.dumps(body, separators=(",", ":")).encode()
+            if not any(key.lower() == "content-type" for key in headers):
+                headers = {**headers, "Content-Type": "application/json"}
+        timeout = aiohttp.ClientTimeout(total=ctx.timeout_s if ctx.timeout_s > 0 else None)
+        try:
+            async with self._get_session().request(
+                method,
+                parsed,
+                headers=headers,
+                timeout=timeout,
+                max_redirects=MAX_REDIRECTS,
+                **kwargs,
+            ) as resp:
+                raw = await resp.content.read(BODY_CAP_BYTES + 1)
+                result = {
+                    "status": resp.status,
+                    "headers": {key: value for key, value in resp.headers.items()},
+                    "body": _decode(raw[:BODY_CAP_BYTES], resp.charset),
+                    "truncated": len(raw) > BODY_CAP_BYTES,
+                }
+        except aiohttp.TooManyRedirects:
+            raise RunFailure(
+                f"more than {MAX_REDIRECTS} redirects", code="too_many_redirects", retryable=False
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RunFailure(f"{type(exc).__name__}: {exc}", code="http_error") from None
+        ok = resp.status in expected if expected is not None else 200 <= resp.status < 300
+        if not ok:
+            raise RunFailure(f"unexpected HTTP status {resp.status}", code="http_status", result=result)
+        return result
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

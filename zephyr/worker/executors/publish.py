@@ -1,0 +1,111 @@
+"""`publish` runs: a message to a PostgreSQL NOTIFY channel or a Redis channel.
+
+Payload: `channel` (string), `message` (a string is sent as is, anything else as JSON), optional
+`backend` (`postgres` or `redis`; default: postgres when ZEPHYR_PUBLISH_DATABASE_URL is set, else
+redis). PostgreSQL uses one connection of its own (not Zephyr's tables: only `pg_notify`), reopened
+when it breaks; Redis uses redis-py's asyncio client (extra `zephyr[redis]`). The result says
+where it went and, for Redis, how many subscribers received it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+
+from zephyr.db.pool import connect
+from zephyr.db.queries import QUERIES
+from zephyr.errors import StartupError
+from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, invalid
+
+FIELDS = {"channel", "message", "backend"}
+# PostgreSQL identifiers (and so NOTIFY channels) are at most 63 bytes; payloads under 8000 bytes.
+PG_CHANNEL_MAX = 63
+PG_PAYLOAD_MAX = 7999
+
+
+class PublishExecutor:
+    """Executes `publish` payloads on the configured backends."""
+
+    type = "publish"
+
+    def __init__(self, database_url: str | None, redis_url: str | None) -> None:
+        if not database_url and not redis_url:
+            raise StartupError("publish needs ZEPHYR_PUBLISH_DATABASE_URL or ZEPHYR_REDIS_URL")
+        self._database_url = database_url
+        self._redis_url = redis_url
+        self._pg: asyncpg.Connection | None = None
+        self._pg_lock = asyncio.Lock()
+        self._redis: Any = None
+        if redis_url:
+            try:
+                import redis.asyncio  # noqa: F401
+            except ImportError as exc:
+                raise StartupError(
+                    "ZEPHYR_REDIS_URL: install the redis extra (pip install 'zephyr[redis]')"
+                ) from exc
+
+    @property
+    def backends(self) -> list[str]:
+        return [name for name, url in (("postgres", self._database_url), ("redis", self._redis_url)) if url]
+
+    async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
+        check_fields(payload, FIELDS, {"channel", "message"})
+        channel = get_str(payload, "channel") or ""
+        if not channel:
+            raise invalid("channel", "must be a non-empty string")
+        backend = get_str(payload, "backend") or self.backends[0]
+        if backend not in ("postgres", "redis"):
+            raise invalid("backend", "must be 'postgres' or 'redis'")
+        if backend not in self.backends:
+            # Retryable: another worker may have that backend configured.
+            raise RunFailure(
+                f"payload.backend: {backend} is not configured on this worker", code="backend_unavailable"
+            )
+        message = payload["message"]
+        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+        if backend == "postgres":
+            return await self._notify(channel, text)
+        return await self._publish_redis(channel, text)
+
+    async def _notify(self, channel: str, text: str) -> dict[str, Any]:
+        if len(channel.encode()) > PG_CHANNEL_MAX:
+            raise invalid("channel", f"a PostgreSQL channel is at most {PG_CHANNEL_MAX} bytes")
+        if len(text.encode()) > PG_PAYLOAD_MAX:
+            raise invalid("message", f"a NOTIFY payload is at most {PG_PAYLOAD_MAX} bytes")
+        assert self._database_url is not None
+        try:
+            async with self._pg_lock:
+                if self._pg is None or self._pg.is_closed():
+                    self._pg = await connect(self._database_url)
+                await self._pg.execute(QUERIES["publish_notify"], channel, text)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if self._pg is not None and not self._pg.is_closed():
+                self._pg.terminate()
+            self._pg = None
+            # asyncpg errors carry no DSN, so the message cannot leak the password.
+            raise RunFailure(f"NOTIFY failed: {type(exc).__name__}: {exc}", code="publish_error") from None
+        return {"backend": "postgres", "channel": channel}
+
+    async def _publish_redis(self, channel: str, text: str) -> dict[str, Any]:
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        if self._redis is None:
+            assert self._redis_url is not None
+            self._redis = aioredis.from_url(self._redis_url)
+        try:
+            receivers = await self._redis.publish(channel, text)
+        except (RedisError, OSError) as exc:
+            raise RunFailure(f"Redis PUBLISH failed: {type(exc).__name__}", code="publish_error") from None
+        return {"backend": "redis", "channel": channel, "receivers": int(receivers)}
+
+    async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+            self._pg = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

@@ -1,0 +1,156 @@
+"""`shell` runs: a command in its own process group, its output streamed line by line.
+
+Payload: `command` (a string run by `/bin/sh -c`) or `argv` (a list run directly), optional `env`
+(added to the worker's environment minus every `ZEPHYR_*` variable, so the worker's own secrets
+and tokens never reach a command unless a payload passes them explicitly) and `cwd`.
+
+The command (the string, or the argv joined shell-style) must fully match ZEPHYR_SHELL_ALLOW
+(`*` allows all); otherwise the run fails at once with code `not_allowed`, not retryable.
+stdout and stderr become log lines as they appear. Exit 0 succeeds; another exit fails with code
+`exit_code` and `{"exit_code": n}` as the result (a negative n is the killing signal).
+On timeout or cancel the whole process group gets SIGTERM, then SIGKILL after a short grace,
+so no child survives its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import signal
+from typing import Any
+
+from zephyr.errors import TaskFailed
+from zephyr.worker.executors.base import (
+    LogStream,
+    RunContext,
+    RunFailure,
+    check_fields,
+    get_str,
+    get_str_map,
+    invalid,
+)
+
+FIELDS = {"command", "argv", "env", "cwd"}
+KILL_GRACE_S = 2.0
+READ_CHUNK_BYTES = 64 * 1024
+# A "line" longer than this is split: one runaway line must not hold unbounded memory.
+MAX_LINE_BYTES = 16 * 1024
+
+
+def command_text(payload: dict[str, Any]) -> tuple[list[str], str]:
+    """(argv to execute, the text the allow pattern is matched against)."""
+    command = payload.get("command")
+    argv = payload.get("argv")
+    if (command is None) == (argv is None):
+        raise invalid("command", "give exactly one of command (a string) or argv (a list)")
+    if command is not None:
+        if not isinstance(command, str) or not command.strip():
+            raise invalid("command", "must be a non-empty string")
+        return ["/bin/sh", "-c", command], command
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise invalid("argv", "must be a non-empty list of strings")
+    return list(argv), shlex.join(argv)
+
+
+class ShellExecutor:
+    """Executes `shell` payloads whose command the allow pattern accepts."""
+
+    type = "shell"
+
+    def __init__(self, allow: str) -> None:
+        self._allow_all = allow == "*"
+        self._allow = None if self._allow_all else re.compile(allow)
+
+    def allowed(self, text: str) -> bool:
+        """True when ZEPHYR_SHELL_ALLOW accepts the whole command text."""
+        return self._allow_all or bool(self._allow and self._allow.fullmatch(text))
+
+    async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
+        check_fields(payload, FIELDS)
+        argv, text = command_text(payload)
+        extra_env = get_str_map(payload, "env")
+        cwd = get_str(payload, "cwd")
+        if not self.allowed(text):
+            raise TaskFailed(
+                "payload.command: refused by this worker's ZEPHYR_SHELL_ALLOW pattern",
+                code="not_allowed",
+                retryable=False,
+            )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZEPHYR_")}
+        env.update(extra_env)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            field = "cwd" if cwd and exc.filename == cwd else "argv"
+            raise RunFailure(
+                f"payload.{field}: {exc.strerror}: {exc.filename}", code="not_found", retryable=False
+            ) from None
+        except OSError as exc:
+            raise RunFailure(f"cannot start command: {exc.strerror}", code="spawn_failed") from None
+        await ctx.log(LogStream.SYSTEM, f"started pid {proc.pid}")
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [
+            asyncio.create_task(_pump(proc.stdout, LogStream.STDOUT, ctx)),
+            asyncio.create_task(_pump(proc.stderr, LogStream.STDERR, ctx)),
+        ]
+        try:
+            code = await proc.wait()
+            # The leader is gone; children it left behind could hold the pipes open forever.
+            _killpg(proc.pid, signal.SIGKILL)
+            await asyncio.gather(*readers)
+        except BaseException:
+            await asyncio.shield(_terminate(proc))
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            raise
+        if code != 0:
+            raise RunFailure(f"exited with status {code}", code="exit_code", result={"exit_code": code})
+        return {"exit_code": 0}
+
+    async def close(self) -> None:
+        """Nothing pooled."""
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, SIGKILL it after KILL_GRACE_S, reap the leader."""
+    _killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+    _killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await proc.wait()
+
+
+async def _pump(reader: asyncio.StreamReader, stream: int, ctx: RunContext) -> None:
+    """Turn bytes from `reader` into log lines until EOF."""
+    pending = b""
+    while True:
+        chunk = await reader.read(READ_CHUNK_BYTES)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            await ctx.log(stream, line.rstrip(b"\r").decode("utf-8", "replace"))
+        while len(pending) > MAX_LINE_BYTES:
+            await ctx.log(stream, pending[:MAX_LINE_BYTES].decode("utf-8", "replace"))
+            pending = pending[MAX_LINE_BYTES:]
+    if pending:
+        await ctx.log(stream, pending.rstrip(b"\r").decode("utf-8", "replace"))

@@ -1,0 +1,43 @@
+"""`@zephyr.task("name")`: the registry of functions the `internal` task type can call.
+
+Kept free of grpc and worker imports so that user modules can import `zephyr` cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME = re.compile(r"[A-Za-z_][\w\-]*(\.[A-Za-z_][\w\-]*)*")
+
+# name -> function (sync or async); filled by decorators at import time.
+REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def task(name: str) -> Callable[[F], F]:
+    """Register the decorated function (sync or async) as the internal task `name`.
+
+    Names are dotted identifiers (`reports.build`). Registering a second, different function
+    under a taken name raises ValueError, so two modules cannot silently shadow each other.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"task name {name!r} must be a dotted identifier such as 'reports.build'")
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@task({name!r}) must decorate a function")
+        existing = REGISTRY.get(name)
+        if existing is not None and existing is not fn:
+            raise ValueError(f"task {name!r} is already registered by {existing.__module__}")
+        REGISTRY[name] = fn
+        return fn
+
+    return decorate
+
+
+def lookup(name: str) -> Callable[..., Any] | None:
+    """The function registered as `name`, or None."""
+    return REGISTRY.get(name)

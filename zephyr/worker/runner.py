@@ -1,0 +1,264 @@
+"""Execution of assigned runs: one asyncio task per run, timeouts, cancel, abandon and drain.
+
+Every run ends in exactly one of two ways: a Completion handed to the outbox (succeeded, failed,
+timed out, cancelled), or silence when the coordinator took it back (`abandon`). Secrets are
+resolved inside the run and every outgoing string of the run (log lines, result, error) passes
+through that run's masker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from zephyr.errors import TaskFailed
+from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS_FINISHED, WORKER_RUNS_STARTED
+from zephyr.v1 import worker_pb2 as pb
+from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
+from zephyr.worker.outbox import Outbox
+from zephyr.worker.secrets import Masker, resolve
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_S = 5.0
+OUTCOME_NAMES = {
+    pb.RUN_OUTCOME_SUCCEEDED: "succeeded",
+    pb.RUN_OUTCOME_FAILED: "failed",
+    pb.RUN_OUTCOME_TIMED_OUT: "timed_out",
+    pb.RUN_OUTCOME_CANCELLED: "cancelled",
+}
+
+
+@dataclass
+class Run:
+    """One run executing on this worker."""
+
+    assignment: pb.Assignment
+    task: asyncio.Task[None] | None = None
+    # Why we stopped it ourselves: "cancel" (coordinator), "drain" (grace ran out), "abandon".
+    stop_reason: str | None = None
+    lines: int = 0
+    truncated: bool = False
+    masker: Masker = field(default_factory=Masker)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.assignment.run_id)
+
+
+def mask_value(value: Any, masker: Masker) -> Any:
+    """`value` with secrets masked in every string and key (keeps the JSON valid)."""
+    if not masker:
+        return value
+    if isinstance(value, str):
+        return masker.mask(value)
+    if isinstance(value, dict):
+        return {masker.mask(str(k)): mask_value(v, masker) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(item, masker) for item in value]
+    return value
+
+
+class Runner:
+    """Starts, stops and reports runs; holds at most what the coordinator assigned."""
+
+    def __init__(
+        self,
+        executors: Mapping[str, Executor],
+        outbox: Outbox,
+        *,
+        capacity: int,
+        log_lines_per_run: int,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.executors = executors
+        self.outbox = outbox
+        self.capacity = capacity
+        self.log_lines_per_run = log_lines_per_run
+        self.environ = environ
+        self.runs: dict[str, Run] = {}
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def running(self) -> int:
+        return len(self.runs)
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.capacity - len(self.runs))
+
+    def in_flight(self) -> list[pb.RunRef]:
+        """Runs still executing, for Register.in_flight."""
+        return [pb.RunRef(run_id=r.run_id, attempt=r.assignment.attempt) for r in self.runs.values()]
+
+    def start(self, assignment: pb.Assignment) -> None:
+        """Start executing `assignment` (a repeat of a run already held is ignored)."""
+        if assignment.run_id in self.runs or self.outbox.has_unacked(assignment.run_id):
+            log.warning("run %s assigned twice; keeping the first", assignment.run_id)
+            return
+        run = Run(assignment)
+        self.runs[run.run_id] = run
+        self._idle.clear()
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{run.run_id}")
+
+    def cancel(self, run_id: str, attempt: int = 0, reason: str = "cancel") -> bool:
+        """Stop a run; it is reported as cancelled. False when no such run executes here."""
+        run = self.runs.get(run_id)
+        if run is None or (attempt and run.assignment.attempt != attempt) or run.task is None:
+            return False
+        run.stop_reason = run.stop_reason or reason
+        run.task.cancel()
+        return True
+
+    def abandon(self, run_id: str) -> None:
+        """Stop a run the coordinator no longer gives us, and never report it."""
+        run = self.runs.get(run_id)
+        if run is not None and run.task is not None:
+            run.stop_reason = "abandon"
+            run.task.cancel()
+        self.outbox.forget(run_id)
+
+    async def drain(self, grace_s: float) -> None:
+        """Take no new capacity; let runs finish for `grace_s`, then cancel and report the rest."""
+        self.draining = True
+        self.outbox.wake()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            for run_id in list(self.runs):
+                self.cancel(run_id, reason="drain")
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        """Cancel every run without reporting (shutdown); returns within SHUTDOWN_WAIT_S."""
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        for run in self.runs.values():
+            run.stop_reason = "abandon"
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
+
+    # -- one run --------------------------------------------------------------------------------
+
+    async def _log(self, run: Run, stream: int, line: str) -> None:
+        if run.lines >= self.log_lines_per_run:
+            WORKER_LOG_LINES_DROPPED.inc()
+            if not run.truncated:
+                run.truncated = True
+                await self.outbox.put_line(
+                    pb.LogLine(
+                        run_id=run.run_id,
+                        ts_us=time.time_ns() // 1000,
+                        stream=pb.LOG_STREAM_SYSTEM,
+                        line=f"log truncated: more than {self.log_lines_per_run} lines, the rest is dropped",
+                    )
+                )
+            return
+        run.lines += 1
+        await self.outbox.put_line(
+            pb.LogLine(
+                run_id=run.run_id,
+                ts_us=time.time_ns() // 1000,
+                stream=cast(pb.LogStream, stream),
+                line=run.masker.mask(line),
+            )
+        )
+
+    async def _execute(self, run: Run) -> None:
+        a = run.assignment
+        started = time.monotonic()
+        WORKER_RUNS_STARTED.labels(a.type).inc()
+        WORKER_RUNNING.inc()
+        completion = pb.Completion(run_id=a.run_id, attempt=a.attempt)
+        try:
+            result = await self._call(run)
+        except asyncio.CancelledError:
+            if run.stop_reason in (None, "abandon"):
+                raise
+            completion.outcome = pb.RUN_OUTCOME_CANCELLED
+            completion.retryable = run.stop_reason == "drain"
+            completion.error_code = "worker_draining" if run.stop_reason == "drain" else "cancelled"
+            completion.error_message = (
+                "cancelled: the worker drained and the grace period ran out"
+                if run.stop_reason == "drain"
+                else "cancelled on request"
+            )
+        except _TimedOut:
+            completion.outcome = pb.RUN_OUTCOME_TIMED_OUT
+            completion.error_code = "timeout"
+            completion.error_message = f"timed out after {a.timeout_s:g}s"
+            completion.retryable = True
+        except TaskFailed as exc:
+            completion.outcome = pb.RUN_OUTCOME_FAILED
+            completion.error_code = exc.code
+            completion.error_message = run.masker.mask(str(exc))
+            completion.retryable = exc.retryable
+            if isinstance(exc, RunFailure) and exc.result is not None:
+                completion.result_json = json.dumps(mask_value(exc.result, run.masker))
+        except Exception as exc:
+            completion.outcome = pb.RUN_OUTCOME_FAILED
+            completion.error_code = "exception"
+            completion.error_message = run.masker.mask(f"{type(exc).__name__}: {exc}")
+            completion.retryable = True
+            log.error("run %s: executor error: %s", a.run_id, completion.error_message)
+        else:
+            completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
+            if result is not None:
+                completion.result_json = json.dumps(mask_value(result, run.masker))
+        finally:
+            WORKER_RUNNING.dec()
+            self.runs.pop(run.run_id, None)
+            if not self.runs:
+                self._idle.set()
+        completion.duration_s = time.monotonic() - started
+        WORKER_RUNS_FINISHED.labels(a.type, OUTCOME_NAMES[completion.outcome]).inc()
+        self.outbox.complete(completion)
+
+    async def _call(self, run: Run) -> Any:
+        """Resolve secrets and run the executor under the run's timeout."""
+        a = run.assignment
+        executor = self.executors.get(a.type)
+        if executor is None:
+            raise TaskFailed(f"type: this worker does not run {a.type!r} tasks", code="unsupported_type")
+        try:
+            payload = json.loads(a.payload_json) if a.payload_json else {}
+        except ValueError as exc:
+            raise TaskFailed(f"payload: not JSON: {exc}", code="invalid_payload", retryable=False) from None
+        resolved, values = resolve(payload, self.environ)
+        run.masker = Masker(values)
+
+        async def log_line(stream: int, line: str) -> None:
+            await self._log(run, stream, line)
+
+        ctx = RunContext(
+            run_id=a.run_id,
+            attempt=a.attempt,
+            task_id=a.task_id,
+            task_name=a.task_name,
+            timeout_s=a.timeout_s,
+            log=log_line,
+        )
+        if a.timeout_s <= 0:
+            return await executor.execute(ctx, resolved)
+        try:
+            async with asyncio.timeout(a.timeout_s) as scope:
+                return await executor.execute(ctx, resolved)
+        except TimeoutError:
+            if scope.expired():
+                raise _TimedOut from None
+            raise
+
+
+class _TimedOut(Exception):
+    """The run's own timeout_s elapsed."""
+
+
+__all__ = ["LogStream", "Run", "Runner"]

@@ -1,0 +1,84 @@
+"""Secret references in payloads: resolved on the worker at execution time, masked on the way out.
+
+A secret reference is a JSON object with exactly one key, `{"$secret": "NAME"}`; it resolves to the
+worker's environment variable `ZEPHYR_SECRET_NAME`. Resolution happens only inside the run, so
+the resolved payload never leaves the worker. Every value resolved for a run goes into that run's
+`Masker`, which replaces it with `***` in log lines, results and error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zephyr.errors import TaskFailed
+
+SECRET_KEY = "$secret"
+ENV_PREFIX = "ZEPHYR_SECRET_"
+MASK = "***"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Masker:
+    """Replaces every known secret value in text with `***` (longest value first)."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for value in values:
+            if not value:
+                continue
+            forms.add(value)
+            # A value inside a JSON document appears escaped (quotes, backslashes, non-ASCII).
+            forms.add(json.dumps(value)[1:-1])
+            forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def mask(self, text: str) -> str:
+        """`text` with every secret value replaced by `***`."""
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(MASK, text)
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and SECRET_KEY in value
+
+
+def resolve(payload: Any, environ: Mapping[str, str], path: str = "payload") -> tuple[Any, list[str]]:
+    """Return (a copy of `payload` with every secret reference replaced by its value, the values).
+
+    Raises TaskFailed(code="missing_secret") naming the field and the variable when a reference
+    names a secret this worker does not have, or is malformed.
+    """
+    values: list[str] = []
+
+    def walk(node: Any, where: str) -> Any:
+        if _is_ref(node):
+            name = node[SECRET_KEY]
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
+                raise TaskFailed(
+                    f"{where}: $secret must name a secret (letters, digits, _), got {name!r}",
+                    code="invalid_payload",
+                    retryable=False,
+                )
+            env_name = ENV_PREFIX + name
+            if env_name not in environ:
+                raise TaskFailed(
+                    f"{where}: secret {name} is not set on this worker ({env_name})",
+                    code="missing_secret",
+                )
+            values.append(environ[env_name])
+            return environ[env_name]
+        if isinstance(node, dict):
+            return {key: walk(item, f"{where}.{key}") for key, item in node.items()}
+        if isinstance(node, list):
+            return [walk(item, f"{where}[{index}]") for index, item in enumerate(node)]
+        return node
+
+    return walk(payload, path), values
