@@ -1,0 +1,225 @@
+-- Queries of the scheduler's HTTP API and of zephyr/taskops.py (shared with the Admin gRPC service).
+-- Task reads return the task's columns plus `last_run` (jsonb of its newest run, or NULL).
+-- Ids are UUIDv7, so `ORDER BY id` is creation order; keyset pages go newest first (`id < $before`).
+
+-- name: ping
+SELECT 1
+
+-- name: get_task
+-- $1 task id
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.id = $1
+
+-- name: get_task_by_idempotency_key
+-- $1 idempotency key
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.idempotency_key = $1
+
+-- name: insert_task
+-- One statement: insert (or nothing when the idempotency key exists: the caller then reads the
+-- first task) and NOTIFY zephyr_tasks in the same transaction. No row back means a repeat.
+-- $1 id, $2 name, $3 type, $4 payload, $5 schedule, $6 recurring, $7 overlap, $8 priority,
+-- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload (RFC 3339)
+WITH ins AS (
+    INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
+                       max_attempts, timeout_s, next_run_at, idempotency_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT ins.*, NULL::jsonb AS last_run, pg_notify('zephyr_tasks', $13)::text AS notified
+FROM ins
+
+-- name: insert_tasks_batch
+-- All rows in one statement (all or nothing), NOTIFY with the earliest next_run_at, and the ids in
+-- input order: a row whose idempotency key already existed answers the existing task's id
+-- (NULL when that task committed after this statement began: the caller looks it up).
+-- $1 ids, $2 names, $3 types, $4 payloads, $5 schedules, $6 recurring, $7 overlap, $8 priorities,
+-- $9 max_attempts, $10 timeouts, $11 next_run_at, $12 idempotency keys (arrays of equal length)
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::boolean[],
+                $7::boolean[], $8::integer[], $9::integer[], $10::float8[], $11::timestamptz[],
+                $12::text[])
+         WITH ORDINALITY AS u(id, name, type, payload, schedule, recurring, overlap, priority,
+                              max_attempts, timeout_s, next_run_at, idempotency_key, ord)
+),
+ins AS (
+    INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
+                       max_attempts, timeout_s, next_run_at, idempotency_key)
+    SELECT id, name, type, payload, schedule, recurring, overlap, priority,
+           max_attempts, timeout_s, next_run_at, idempotency_key
+    FROM input ORDER BY ord
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, next_run_at
+),
+notified AS (
+    SELECT count(*) AS n
+    FROM (SELECT min(next_run_at) AS first FROM ins) f,
+         LATERAL (SELECT pg_notify('zephyr_tasks',
+                      to_char(f.first AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))) p
+    WHERE f.first IS NOT NULL
+)
+SELECT input.ord, coalesce(ins.id, existing.id) AS id, ins.id IS NOT NULL AS created,
+       (SELECT n FROM notified) AS notified
+FROM input
+LEFT JOIN ins ON ins.id = input.id
+LEFT JOIN tasks existing ON ins.id IS NULL AND existing.idempotency_key = input.idempotency_key
+ORDER BY input.ord
+
+-- name: list_tasks
+-- Newest first. $1 before id (exclusive; the largest uuid for the first page), $2 limit
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.id < $1
+ORDER BY t.id DESC
+LIMIT $2
+
+-- name: list_tasks_by_name
+-- Pages on tasks_name_id_idx. $1 before id, $2 limit, $3 name, $4 status or NULL, $5 type or NULL
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.name = $3 AND t.id < $1
+  AND ($4::text IS NULL OR t.status = $4)
+  AND ($5::text IS NULL OR t.type = $5)
+ORDER BY t.name DESC, t.id DESC
+LIMIT $2
+
+-- name: list_tasks_by_status
+-- Pages on tasks_status_id_idx. $1 before id, $2 limit, $3 status, $4 type or NULL
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.status = $3 AND t.id < $1
+  AND ($4::text IS NULL OR t.type = $4)
+ORDER BY t.status DESC, t.id DESC
+LIMIT $2
+
+-- name: list_tasks_by_type
+-- Pages on tasks_type_id_idx. $1 before id, $2 limit, $3 type
+SELECT t.*, lr.last_run
+FROM tasks t
+LEFT JOIN LATERAL (
+    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
+    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE t.type = $3 AND t.id < $1
+ORDER BY t.type DESC, t.id DESC
+LIMIT $2
+
+-- name: lock_task
+-- $1 task id. Serialises state changes of one task (API against API, API against coordinator).
+SELECT id, type, status, next_run_at FROM tasks WHERE id = $1 FOR UPDATE
+
+-- name: set_task_cancelled
+-- $1 task id
+UPDATE tasks SET status = 'cancelled', next_run_at = NULL, updated_at = now() WHERE id = $1
+
+-- name: request_run_cancels
+-- Marks the task's running runs for cancellation and tells the coordinators (the one holding the
+-- run's worker stream sends Cancel). $1 task id
+WITH r AS (
+    UPDATE task_runs SET cancel_requested = true
+    WHERE task_id = $1 AND status = 'running'
+    RETURNING id
+)
+SELECT r.id, pg_notify('zephyr_cancel', r.id::text)::text AS notified FROM r
+
+-- name: set_task_retried
+-- A dead task runs again now with its attempts reset. $1 task id
+UPDATE tasks SET status = 'pending', attempts = 0, next_run_at = now(), updated_at = now()
+WHERE id = $1
+RETURNING next_run_at
+
+-- name: set_task_paused
+-- $1 task id
+UPDATE tasks SET status = 'paused', updated_at = now() WHERE id = $1
+
+-- name: set_task_resumed
+-- Back to pending; a next_run_at in the past makes it due at once. $1 task id
+UPDATE tasks SET status = 'pending', updated_at = now(),
+                 next_run_at = coalesce(next_run_at, now())
+WHERE id = $1
+RETURNING next_run_at
+
+-- name: patch_task
+-- $1 id, $2 payload or NULL (unchanged), $3 priority or NULL, $4 max_attempts or NULL,
+-- $5 schedule given (bool), $6 schedule, $7 recurring, $8 overlap, $9 next_run_at
+UPDATE tasks SET
+    payload = coalesce($2, payload),
+    priority = coalesce($3, priority),
+    max_attempts = coalesce($4, max_attempts),
+    schedule = CASE WHEN $5 THEN $6 ELSE schedule END,
+    recurring = CASE WHEN $5 THEN $7 ELSE recurring END,
+    overlap = CASE WHEN $5 THEN $8 ELSE overlap END,
+    next_run_at = CASE WHEN $5 AND status IN ('pending', 'paused') THEN $9 ELSE next_run_at END,
+    updated_at = now()
+WHERE id = $1
+RETURNING status, next_run_at
+
+-- name: notify_tasks
+-- $1 earliest next_run_at of the change, RFC 3339
+SELECT pg_notify('zephyr_tasks', $1)::text
+
+-- name: task_exists
+-- $1 task id
+SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)
+
+-- name: list_runs
+-- Newest first. $1 task id, $2 before run id (exclusive), $3 limit
+SELECT * FROM task_runs
+WHERE task_id = $1 AND id < $2
+ORDER BY task_id DESC, id DESC
+LIMIT $3
+
+-- name: get_run
+-- $1 run id
+SELECT * FROM task_runs WHERE id = $1
+
+-- name: run_status
+-- $1 run id
+SELECT status FROM task_runs WHERE id = $1
+
+-- name: list_logs
+-- Oldest first. $1 run id, $2 after log id (exclusive), $3 limit
+SELECT id, ts, stream, line FROM task_logs
+WHERE run_id = $1 AND id > $2
+ORDER BY run_id, id
+LIMIT $3
+
+-- name: list_workers
+SELECT * FROM workers ORDER BY id
+
+-- name: stats
+-- One round trip. Counts by status read tasks_status_id_idx (callers cache the answer briefly);
+-- the due queue reads the partial index tasks_due_idx.
+SELECT
+    (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
+     FROM (SELECT status, count(*) AS n FROM tasks GROUP BY status) s) AS tasks,
+    (SELECT count(*) FROM tasks WHERE status = 'pending' AND next_run_at <= now()) AS queue_depth,
+    (SELECT extract(epoch FROM now() - min(next_run_at))::float8
+     FROM tasks WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due_age_s,
+    (SELECT count(*) FROM workers WHERE status <> 'gone') AS workers,
+    ((SELECT count(*) FROM task_runs WHERE finished_at > now() - interval '60 seconds') / 60.0)
+        ::float8 AS runs_per_s

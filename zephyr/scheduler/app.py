@@ -1,0 +1,58 @@
+"""The scheduler service: the aiohttp application and `serve(config, stop)`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from zephyr.config import SchedulerConfig
+from zephyr.db.migrate import migrate
+from zephyr.db.pool import create_pool
+from zephyr.errors import StartupError
+from zephyr.scheduler import runs, system, tasks
+from zephyr.scheduler.http import CONFIG, POOL
+from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
+    """The API on `pool`; the caller owns the pool. Bodies above `max_body_bytes` get 413."""
+    app = web.Application(
+        middlewares=[errors_and_metrics, bearer_auth], client_max_size=config.max_body_bytes
+    )
+    app[CONFIG] = config
+    app[POOL] = pool
+    app.add_routes(system.routes)
+    app.add_routes(tasks.routes)
+    app.add_routes(runs.routes)
+    return app
+
+
+async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
+    """Migrate, listen on ZEPHYR_HTTP_ADDR, serve until `stop` is set, then close gracefully."""
+    dsn = config.require_database()
+    pool = await create_pool(dsn, min_size=1, max_size=config.db_pool_size)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        runner = web.AppRunner(build_app(config, pool), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.http_addr.host, config.http_addr.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(f"ZEPHYR_HTTP_ADDR: cannot listen on {config.http_addr}: {exc}") from exc
+            log.info("scheduler listening on http://%s", config.http_addr)
+            await stop.wait()
+            log.info("scheduler stopping")
+        finally:
+            await runner.cleanup()
+    finally:
+        await pool.close()

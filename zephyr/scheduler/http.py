@@ -1,0 +1,60 @@
+"""Request and response helpers shared by the handlers: typed app keys, JSON in and out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from zephyr.config import SchedulerConfig
+from zephyr.errors import PayloadTooLarge, ValidationError
+from zephyr.scheduler.schemas import parse_json
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+CONFIG = web.AppKey("config", SchedulerConfig)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def respond(data: Any, status: int = 200) -> web.Response:
+    """A JSON response."""
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON. A body above ZEPHYR_MAX_BODY_BYTES raises PayloadTooLarge (413),
+    anything that is not strict JSON (or could not be stored) raises ValidationError (400)."""
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes") from None
+    if not body.strip():
+        raise ValidationError("the body is empty; send a JSON object")
+    return parse_json(body)
+
+
+def query_param(request: web.Request, name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    """An optional query parameter; outside `choices` raises ValidationError naming it."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if choices is not None and value not in choices:
+        raise ValidationError(f"`{name}` must be one of {', '.join(choices)}", field=name)
+    return value
+
+
+def limit_param(request: web.Request, default: int = 100, maximum: int = 1000) -> int:
+    """`?limit=`: 1 to `maximum`, default `default`."""
+    text = request.query.get("limit")
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ValidationError(f"`limit` must be an integer from 1 to {maximum}", field="limit")
+    return int(text)

@@ -1,0 +1,202 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from the pydantic request models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from zephyr.scheduler.schemas import TASK_STATUSES, TASK_TYPES, openapi_components
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "examples": ["invalid_schedule"]},
+                "message": {"type": "string"},
+                "field": {"type": "string", "examples": ["tasks[17].schedule.cron"]},
+            },
+        }
+    },
+}
+
+RUN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "task_id": {"type": "string"},
+        "attempt": {"type": "integer"},
+        "status": {"enum": ["running", "succeeded", "failed", "timed_out", "lost", "cancelled"]},
+        "worker_id": {"type": "string"},
+        "scheduled_for": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+    },
+}
+
+TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "type": {"enum": list(TASK_TYPES)},
+        "payload": {"type": "object"},
+        "schedule": {"type": ["object", "null"]},
+        "status": {"enum": list(TASK_STATUSES)},
+        "priority": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "timeout_s": {"type": "number"},
+        "next_run_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "last_run": {"anyOf": [{"$ref": "#/components/schemas/Run"}, {"type": "null"}]},
+    },
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": "error", **_json(_ref("Error"))} for code in codes}
+
+
+def _op(summary: str, ok: int, schema: dict[str, Any] | None, *errors: int, **extra: Any) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": summary}
+    if schema is not None:
+        response.update(_json(schema))
+    return {"summary": summary, "responses": {str(ok): response, **_errors(*errors)}, **extra}
+
+
+def _page(item: str, key: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "next_cursor": {"type": ["string", "null"]},
+            key: {"type": "array", "items": _ref(item)},
+        },
+    }
+
+
+def _params(*names: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names]
+
+
+ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 with JSON Schema 2020-12 components generated from schemas.py."""
+    components = openapi_components()
+    components.update({"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA})
+    task_create = {
+        "oneOf": [_ref(f"{t.capitalize()}Task") for t in TASK_TYPES],
+        "discriminator": {"propertyName": "type"},
+    }
+    action = {"parameters": ID}
+    paths: dict[str, Any] = {
+        "/v1/tasks": {
+            "post": _op(
+                "create a task (200 with the first task on a repeated idempotency key)",
+                201,
+                _ref("Task"),
+                400,
+                401,
+                413,
+                requestBody={"required": True, **_json(task_create)},
+                parameters=[{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+            ),
+            "get": _op(
+                "list tasks, newest first",
+                200,
+                _page("Task", "tasks"),
+                400,
+                401,
+                parameters=_params("status", "type", "name", "limit", "cursor"),
+            ),
+        },
+        "/v1/tasks/batch": {
+            "post": _op(
+                "create up to 1000 tasks in one transaction",
+                201,
+                {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+                400,
+                401,
+                413,
+                requestBody={"required": True, **_json(_ref("BatchCreate"))},
+            )
+        },
+        "/v1/tasks/{id}": {
+            "get": _op("a task with its last run", 200, _ref("Task"), 401, 404, **action),
+            "patch": _op(
+                "change schedule, payload, priority or max_attempts",
+                200,
+                _ref("Task"),
+                400,
+                401,
+                404,
+                409,
+                requestBody={"required": True, **_json(_ref("TaskPatch"))},
+                **action,
+            ),
+        },
+        "/v1/tasks/{id}/cancel": {"post": _op("cancel", 200, _ref("Task"), 401, 404, 409, **action)},
+        "/v1/tasks/{id}/retry": {
+            "post": _op("retry a dead task", 200, _ref("Task"), 401, 404, 409, **action)
+        },
+        "/v1/tasks/{id}/pause": {"post": _op("pause", 200, _ref("Task"), 401, 404, 409, **action)},
+        "/v1/tasks/{id}/resume": {"post": _op("resume", 200, _ref("Task"), 401, 404, 409, **action)},
+        "/v1/tasks/{id}/runs": {
+            "get": _op(
+                "runs of a task, newest first",
+                200,
+                _page("Run", "runs"),
+                400,
+                401,
+                404,
+                parameters=ID + _params("limit", "cursor"),
+            )
+        },
+        "/v1/runs/{run_id}": {"get": _op("a run", 200, _ref("Run"), 401, 404, parameters=RUN_ID)},
+        "/v1/runs/{run_id}/logs": {
+            "get": _op(
+                "log lines of a run, oldest first; `follow=1`: server-sent events until the run ends",
+                200,
+                {"type": "object", "properties": {"logs": {"type": "array"}, "next_cursor": {}}},
+                400,
+                401,
+                404,
+                parameters=RUN_ID + _params("limit", "cursor", "follow"),
+            )
+        },
+        "/v1/workers": {"get": _op("workers", 200, {"type": "object"}, 401)},
+        "/v1/stats": {
+            "get": _op("counts by status, queue depth, oldest due age, runs/s", 200, {"type": "object"}, 401)
+        },
+        "/healthz": {"get": _op("process up", 200, {"type": "object"})},
+        "/readyz": {"get": _op("database reachable", 200, {"type": "object"}, 503)},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Zephyr scheduler API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,98 @@
+"""Handlers of runs and their logs, including `?follow=1` server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from zephyr import taskops
+from zephyr.db.queries import QUERIES
+from zephyr.errors import NotFound
+from zephyr.scheduler import cursors
+from zephyr.scheduler.http import POOL, dumps, limit_param, respond
+
+routes = web.RouteTableDef()
+
+# A follower re-reads the run's new lines this often while the run runs. There is no NOTIFY per
+# log line (that would cost the coordinator a round trip per batch); one indexed read per
+# follower every 250 ms is cheap.
+FOLLOW_POLL_S = 0.25
+FOLLOW_PAGE = 500
+KEEPALIVE_S = 15.0
+
+
+def log_dict(row: asyncpg.Record) -> dict[str, Any]:
+    return {"ts": taskops.rfc3339(row["ts"]), "stream": row["stream"], "line": row["line"]}
+
+
+@routes.get("/v1/tasks/{id}/runs")
+async def list_runs(request: web.Request) -> web.Response:
+    """Runs of a task, newest first; 404 for an unknown task."""
+    pool = request.app[POOL]
+    task_id = taskops.parse_id(request.match_info["id"])
+    limit = limit_param(request)
+    before = cursors.decode_uuid("r", request.query.get("cursor"))
+    if not await pool.fetchval(QUERIES["task_exists"], task_id):
+        raise NotFound(f"no task {request.match_info['id']!r}")
+    rows = await pool.fetch(QUERIES["list_runs"], task_id, before, limit + 1)
+    page = rows[:limit]
+    next_cursor = cursors.encode("r", page[-1]["id"]) if len(rows) > limit else None
+    return respond({"runs": [taskops.run_dict(row) for row in page], "next_cursor": next_cursor})
+
+
+@routes.get("/v1/runs/{run_id}")
+async def get_run(request: web.Request) -> web.Response:
+    return respond(await taskops.get_run(request.app[POOL], request.match_info["run_id"]))
+
+
+@routes.get("/v1/runs/{run_id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    """Lines oldest first after `cursor`; `next_cursor` continues (null when no more lines now).
+    With `follow=1`: server-sent events (`log` events whose `id` is a cursor, so Last-Event-ID
+    resumes), the lines so far first, then new ones, and a final `end` event with the run's
+    status once the run has ended and every line is out."""
+    pool = request.app[POOL]
+    run_id = taskops.parse_id(request.match_info["run_id"], "run")
+    cursor = request.query.get("cursor") or request.headers.get("Last-Event-ID")
+    after = cursors.decode_int("l", cursor)
+    if await pool.fetchval(QUERIES["run_status"], run_id) is None:
+        raise NotFound(f"no run {request.match_info['run_id']!r}")
+    if request.query.get("follow") in ("1", "true", "yes"):
+        return await _follow(request, pool, run_id, after)
+    limit = limit_param(request, default=1000, maximum=10_000)
+    rows = await pool.fetch(QUERIES["list_logs"], run_id, after, limit + 1)
+    page = rows[:limit]
+    next_cursor = cursors.encode("l", page[-1]["id"]) if len(rows) > limit else None
+    return respond({"logs": [log_dict(row) for row in page], "next_cursor": next_cursor})
+
+
+async def _follow(request: web.Request, pool: asyncpg.Pool, run_id: Any, after: int) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    while True:
+        # Status first, lines second: lines written before the run ended are then all visible.
+        status = await pool.fetchval(QUERIES["run_status"], run_id)
+        rows = await pool.fetch(QUERIES["list_logs"], run_id, after, FOLLOW_PAGE)
+        for row in rows:
+            after = row["id"]
+            event = f"id: {cursors.encode('l', after)}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
+            await response.write(event.encode())
+            last_write = loop.time()
+        if len(rows) == FOLLOW_PAGE:
+            continue
+        if status != "running":
+            await response.write(f"event: end\ndata: {dumps({'status': status})}\n\n".encode())
+            break
+        if loop.time() - last_write > KEEPALIVE_S:
+            await response.write(b": keep-alive\n\n")
+            last_write = loop.time()
+        await asyncio.sleep(FOLLOW_POLL_S)
+    await response.write_eof()
+    return response

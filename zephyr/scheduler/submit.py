@@ -1,0 +1,151 @@
+"""Creating tasks: validated models to rows, one insert per task or one statement per batch.
+
+Both paths insert and NOTIFY `zephyr_tasks` in one statement (so in one transaction), and an
+existing idempotency key makes no new row: the unique index decides, so concurrent repeats
+create one task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from zephyr import metrics, schedule, taskops
+from zephyr.db.queries import QUERIES
+from zephyr.errors import InvalidSchedule, ValidationError
+from zephyr.ids import new_id
+from zephyr.scheduler.schemas import AnyTask, stored_payload, stored_schedule
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """The column values of one task to insert."""
+
+    name: str
+    type: str
+    payload: dict[str, Any]
+    schedule: dict[str, Any] | None
+    recurring: bool
+    overlap: bool
+    priority: int
+    max_attempts: int
+    timeout_s: float
+    next_run_at: datetime
+    idempotency_key: str | None
+
+
+def first_run_at(stored: dict[str, Any] | None, now: datetime, field_prefix: str = "") -> datetime:
+    """When a task with schedule `stored` first fires; InvalidSchedule when never."""
+    try:
+        fire = schedule.first_fire(stored, now)
+    except (ValueError, KeyError, OverflowError) as exc:
+        field = "schedule.cron" if stored and "cron" in stored else "schedule"
+        raise InvalidSchedule(f"the schedule never fires: {exc}", field=field_prefix + field) from None
+    if fire is None:
+        raise InvalidSchedule(
+            "the schedule has ended: `end_at` has passed", field=field_prefix + "schedule.end_at"
+        )
+    return fire
+
+
+def to_row(
+    task: AnyTask, now: datetime, field_prefix: str = "", idempotency_key: str | None = None
+) -> NewTask:
+    """The row of a validated task; `idempotency_key` (the header) wins over the field."""
+    stored = stored_schedule(task.schedule)
+    return NewTask(
+        name=task.name,
+        type=task.type,
+        payload=stored_payload(task.payload),
+        schedule=stored,
+        recurring=schedule.is_recurring(stored),
+        overlap=schedule.wants_overlap(stored),
+        priority=task.priority,
+        max_attempts=task.max_attempts,
+        timeout_s=task.timeout_s,
+        next_run_at=first_run_at(stored, now, field_prefix),
+        idempotency_key=idempotency_key or task.idempotency_key,
+    )
+
+
+async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
+    """Insert `task`; (the task, True) when created, (the first task, False) on a repeated key."""
+    row = await pool.fetchrow(
+        QUERIES["insert_task"],
+        new_id(),
+        task.name,
+        task.type,
+        task.payload,
+        task.schedule,
+        task.recurring,
+        task.overlap,
+        task.priority,
+        task.max_attempts,
+        task.timeout_s,
+        task.next_run_at,
+        task.idempotency_key,
+        taskops.rfc3339(task.next_run_at),
+    )
+    if row is not None:
+        metrics.TASKS_SUBMITTED.labels(task.type).inc()
+        return taskops.task_dict(row), True
+    existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
+    if existing is None:  # the first one was deleted in between: extremely unlikely; try again
+        return await create_task(pool, task)
+    return taskops.task_dict(existing), False
+
+
+def check_unique_keys(tasks: list[NewTask]) -> None:
+    """Two tasks of one batch may not share an idempotency key."""
+    seen: dict[str, int] = {}
+    for index, task in enumerate(tasks):
+        if task.idempotency_key is None:
+            continue
+        if task.idempotency_key in seen:
+            raise ValidationError(
+                f"idempotency key repeats that of tasks[{seen[task.idempotency_key]}]",
+                field=f"tasks[{index}].idempotency_key",
+            )
+        seen[task.idempotency_key] = index
+
+
+async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
+    """Insert all `tasks` in one statement (all or nothing); their ids in input order (for a
+    repeated idempotency key, the id of the task that had it)."""
+    check_unique_keys(tasks)
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for task in tasks:
+        values = (
+            new_id(),
+            task.name,
+            task.type,
+            task.payload,
+            task.schedule,
+            task.recurring,
+            task.overlap,
+            task.priority,
+            task.max_attempts,
+            task.timeout_s,
+            task.next_run_at,
+            task.idempotency_key,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await pool.fetch(QUERIES["insert_tasks_batch"], *columns)
+    ids: list[str] = []
+    for row, task in zip(rows, tasks, strict=True):
+        task_id = row["id"]
+        if task_id is None:  # the key's first task committed while this statement ran
+            existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
+            task_id = existing["id"] if existing else None
+        ids.append(str(task_id))
+        if row["created"]:
+            metrics.TASKS_SUBMITTED.labels(task.type).inc()
+    return ids
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

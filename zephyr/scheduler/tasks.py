@@ -1,0 +1,133 @@
+"""Handlers of `/v1/tasks...`: create (one or a batch), list, read, patch, and state changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from zephyr import schedule, taskops
+from zephyr.db.queries import QUERIES
+from zephyr.errors import Conflict, ValidationError
+from zephyr.scheduler import cursors, submit
+from zephyr.scheduler.http import POOL, limit_param, query_param, read_json, respond
+from zephyr.scheduler.schemas import (
+    TASK_STATUSES,
+    TASK_TYPES,
+    stored_payload,
+    stored_schedule,
+    validate_batch,
+    validate_patch,
+    validate_payload,
+    validate_task,
+)
+from zephyr.scheduler.submit import first_run_at
+
+routes = web.RouteTableDef()
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@routes.post("/v1/tasks")
+async def create_task(request: web.Request) -> web.Response:
+    """201 with the new task; 200 with the first task when its idempotency key was seen."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 1 <= len(key) <= 255:
+        raise ValidationError("the Idempotency-Key header is 1 to 255 characters", field="Idempotency-Key")
+    body = await read_json(request)
+    task = validate_task(body)
+    row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
+    created, is_new = await submit.create_task(request.app[POOL], row)
+    return respond(created, status=201 if is_new else 200)
+
+
+@routes.post("/v1/tasks/batch")
+async def create_batch(request: web.Request) -> web.Response:
+    """201 with `{"ids": [...]}` in input order; all tasks are created or none."""
+    tasks = validate_batch(await read_json(request))
+    now = submit.utcnow()
+    rows = [submit.to_row(task, now, f"tasks[{index}].") for index, task in enumerate(tasks)]
+    ids = await submit.create_batch(request.app[POOL], rows)
+    return respond({"ids": ids}, status=201)
+
+
+@routes.get("/v1/tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    """Newest first, `limit` (default 100, max 1000) per page, `next_cursor` null on the last page.
+    Filters `status`, `type`, `name` combine; each page is an index range scan."""
+    status = query_param(request, "status", TASK_STATUSES)
+    task_type = query_param(request, "type", TASK_TYPES)
+    name = query_param(request, "name")
+    limit = limit_param(request)
+    before = cursors.decode_uuid("t", request.query.get("cursor"))
+    pool = request.app[POOL]
+    fetch = limit + 1
+    if name is not None:
+        rows = await pool.fetch(QUERIES["list_tasks_by_name"], before, fetch, name, status, task_type)
+    elif status is not None:
+        rows = await pool.fetch(QUERIES["list_tasks_by_status"], before, fetch, status, task_type)
+    elif task_type is not None:
+        rows = await pool.fetch(QUERIES["list_tasks_by_type"], before, fetch, task_type)
+    else:
+        rows = await pool.fetch(QUERIES["list_tasks"], before, fetch)
+    page = rows[:limit]
+    next_cursor = cursors.encode("t", page[-1]["id"]) if len(rows) > limit else None
+    return respond({"tasks": [taskops.task_dict(row) for row in page], "next_cursor": next_cursor})
+
+
+@routes.get("/v1/tasks/{id}")
+async def get_task(request: web.Request) -> web.Response:
+    return respond(await taskops.get_task(request.app[POOL], request.match_info["id"]))
+
+
+@routes.patch("/v1/tasks/{id}")
+async def patch_task(request: web.Request) -> web.Response:
+    """Replace `schedule`, `payload`, `priority`, `max_attempts`; 409 while the task runs."""
+    patch = validate_patch(await read_json(request))
+    pool = request.app[POOL]
+    current = await taskops.get_task(pool, request.match_info["id"])
+    payload: dict[str, Any] | None = None
+    if patch.payload is not None:
+        payload = stored_payload(validate_payload(current["type"], patch.payload))
+    schedule_given = "schedule" in patch.model_fields_set
+    stored = stored_schedule(patch.schedule)
+    next_run_at = first_run_at(stored, submit.utcnow()) if schedule_given else None
+    async with taskops.transaction(pool) as conn:
+        row = await taskops.lock_task(conn, current["id"])
+        if row["status"] == "running":
+            raise Conflict("the task is running; change it once its run has ended")
+        updated = await conn.fetchrow(
+            QUERIES["patch_task"],
+            row["id"],
+            payload,
+            patch.priority,
+            patch.max_attempts,
+            schedule_given,
+            stored,
+            schedule.is_recurring(stored),
+            schedule.wants_overlap(stored),
+            next_run_at,
+        )
+        if schedule_given and updated["status"] == "pending":
+            await taskops.notify_due(conn, updated["next_run_at"])
+        return respond(await taskops.get_task(conn, row["id"]))
+
+
+@routes.post("/v1/tasks/{id}/cancel")
+async def cancel_task(request: web.Request) -> web.Response:
+    return respond(await taskops.cancel_task(request.app[POOL], request.match_info["id"]))
+
+
+@routes.post("/v1/tasks/{id}/retry")
+async def retry_task(request: web.Request) -> web.Response:
+    return respond(await taskops.retry_task(request.app[POOL], request.match_info["id"]))
+
+
+@routes.post("/v1/tasks/{id}/pause")
+async def pause_task(request: web.Request) -> web.Response:
+    return respond(await taskops.pause_task(request.app[POOL], request.match_info["id"]))
+
+
+@routes.post("/v1/tasks/{id}/resume")
+async def resume_task(request: web.Request) -> web.Response:
+    return respond(await taskops.resume_task(request.app[POOL], request.match_info["id"]))

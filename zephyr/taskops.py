@@ -1,0 +1,257 @@
+"""Task operations shared by the HTTP API (scheduler) and the Admin gRPC service (coordinator).
+
+Every function takes `db`, an asyncpg Pool or Connection (a Connection already in a transaction
+is fine: state changes then run in a savepoint), and returns plain dicts in SPEC's
+representation: ids as strings, times as RFC 3339 UTC text (`...Z`) or None, JSON as Python
+objects. Unknown ids raise `NotFound`; a state that does not allow the operation raises
+`Conflict`. A malformed id is unknown (NotFound), never a database error.
+
+State changes lock the task row (`SELECT ... FOR UPDATE`), so they serialise with each other
+and with the coordinator's claim and completion updates, and they notify in the same
+transaction: `zephyr_tasks` when a task may have become due, `zephyr_cancel` with each run id
+whose worker must stop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from zephyr.db.queries import QUERIES
+from zephyr.errors import Conflict, NotFound
+
+DB: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
+TERMINAL_TASK_STATUSES = frozenset({"succeeded", "dead", "cancelled"})
+TASK_STATUSES = ("pending", "running", "succeeded", "dead", "cancelled", "paused")
+RUN_TIME_FIELDS = ("scheduled_for", "started_at", "finished_at", "deadline_at")
+STATS_MAX_AGE_S = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Representations
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """An aware datetime as RFC 3339 UTC text ending in `Z`; None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_time(text: str | None) -> str | None:
+    """A timestamp as PostgreSQL's to_jsonb writes it, re-written as RFC 3339 UTC."""
+    if text is None:
+        return None
+    return rfc3339(datetime.fromisoformat(text))
+
+
+def run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `task_runs` row (or its to_jsonb) as SPEC's run."""
+    from_json = isinstance(row.get("started_at"), str)
+    out = {
+        "id": str(row["id"]),
+        "task_id": str(row["task_id"]),
+        "attempt": row["attempt"],
+        "status": row["status"],
+        "worker_id": row["worker_id"],
+        "result": row.get("result"),
+        "error": row.get("error"),
+    }
+    for name in RUN_TIME_FIELDS:
+        value = row.get(name)
+        out[name] = _json_time(value) if from_json else rfc3339(value)
+    return out
+
+
+def task_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `tasks` row with its `last_run` column as SPEC's task."""
+    last_run = row.get("last_run")
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "type": row["type"],
+        "payload": row["payload"],
+        "schedule": row["schedule"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "max_attempts": row["max_attempts"],
+        "attempts": row["attempts"],
+        "timeout_s": row["timeout_s"],
+        "next_run_at": rfc3339(row["next_run_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+        "recurring": row["recurring"],
+        "overlap": row["overlap"],
+        "idempotency_key": row["idempotency_key"],
+        "last_run": run_dict(last_run) if last_run else None,
+    }
+
+
+def worker_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `workers` row as SPEC's worker."""
+    return {
+        "id": row["id"],
+        "host": row["host"],
+        "capacity": row["capacity"],
+        "running": row["running"],
+        "status": row["status"],
+        "task_types": list(row["task_types"]),
+        "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
+        "free_slots": row["free_slots"],
+        "load": row["load"],
+        "coordinator_id": row["coordinator_id"],
+        "version": row["version"],
+        "registered_at": rfc3339(row["registered_at"]),
+    }
+
+
+def parse_id(text: str | uuid.UUID, what: str = "task") -> uuid.UUID:
+    """An id from the outside; a malformed one raises NotFound (ids are opaque)."""
+    if isinstance(text, uuid.UUID):
+        return text
+    try:
+        return uuid.UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound(f"no {what} {text!r}") from None
+
+
+@asynccontextmanager
+async def transaction(db: DB) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction (a savepoint when `db` is already in one)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+
+async def get_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
+    """The task with its newest run as `last_run`; NotFound if there is none."""
+    tid = parse_id(task_id)
+    row = await db.fetchrow(QUERIES["get_task"], tid)
+    if row is None:
+        raise NotFound(f"no task {str(task_id)!r}")
+    return task_dict(row)
+
+
+async def get_run(db: DB, run_id: str | uuid.UUID) -> dict[str, Any]:
+    """One run; NotFound if there is none."""
+    rid = parse_id(run_id, "run")
+    row = await db.fetchrow(QUERIES["get_run"], rid)
+    if row is None:
+        raise NotFound(f"no run {str(run_id)!r}")
+    return run_dict(row)
+
+
+async def list_workers(db: DB) -> list[dict[str, Any]]:
+    """Every known worker (including `gone` ones, until cleaned up), by id."""
+    return [worker_dict(row) for row in await db.fetch(QUERIES["list_workers"])]
+
+
+_stats_cache: dict[int, tuple[object, float, dict[str, Any]]] = {}
+
+
+async def stats(db: DB, *, max_age_s: float = STATS_MAX_AGE_S) -> dict[str, Any]:
+    """`tasks` (count by status, every status present), `queue_depth` (due, not running),
+    `oldest_due_age_s` (0 when nothing is due), `workers` (not gone), `runs_per_s` (runs finished
+    in the last minute / 60), `as_of` (when computed).
+
+    The counts read whole indexes, so on a Pool the answer is cached per pool for `max_age_s`:
+    however many clients ask, the database counts at most once a second.
+    """
+    key = id(db)
+    now = time.monotonic()
+    cached = _stats_cache.get(key)
+    if isinstance(db, asyncpg.Pool) and cached and cached[0] is db and now - cached[1] < max_age_s:
+        return dict(cached[2])
+    row = await db.fetchrow(QUERIES["stats"])
+    assert row is not None
+    counts = {status: 0 for status in TASK_STATUSES}
+    counts.update(row["tasks"])
+    result = {
+        "tasks": counts,
+        "queue_depth": row["queue_depth"],
+        "oldest_due_age_s": max(0.0, row["oldest_due_age_s"] or 0.0),
+        "workers": row["workers"],
+        "runs_per_s": round(row["runs_per_s"], 3),
+        "as_of": rfc3339(datetime.now(UTC)),
+    }
+    if isinstance(db, asyncpg.Pool):
+        _stats_cache[key] = (db, now, result)
+    return dict(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# State changes
+
+
+async def lock_task(conn: asyncpg.Connection, task_id: str | uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(QUERIES["lock_task"], parse_id(task_id))
+    if row is None:
+        raise NotFound(f"no task {str(task_id)!r}")
+    return row
+
+
+async def notify_due(conn: asyncpg.Connection, next_run_at: datetime | None) -> None:
+    """Tell coordinators that something may be due at `next_run_at` (in this transaction)."""
+    await conn.execute(QUERIES["notify_tasks"], rfc3339(next_run_at) or "")
+
+
+async def cancel_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
+    """pending/paused/running -> cancelled; running runs get `cancel_requested` and a
+    `zephyr_cancel` notification each, so the coordinator holding the worker stops them.
+    A terminal task (succeeded, dead, cancelled) raises Conflict."""
+    async with transaction(db) as conn:
+        row = await lock_task(conn, task_id)
+        if row["status"] in TERMINAL_TASK_STATUSES:
+            raise Conflict(
+                f"the task is {row['status']}; only pending, paused or running tasks can be cancelled"
+            )
+        await conn.execute(QUERIES["set_task_cancelled"], row["id"])
+        await conn.fetch(QUERIES["request_run_cancels"], row["id"])
+        return await get_task(conn, row["id"])
+
+
+async def retry_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
+    """dead -> pending, due now, attempts reset to 0. Any other status raises Conflict."""
+    async with transaction(db) as conn:
+        row = await lock_task(conn, task_id)
+        if row["status"] != "dead":
+            raise Conflict(f"the task is {row['status']}; only dead tasks can be retried")
+        next_run_at = await conn.fetchval(QUERIES["set_task_retried"], row["id"])
+        await notify_due(conn, next_run_at)
+        return await get_task(conn, row["id"])
+
+
+async def pause_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
+    """pending -> paused (not dispatched until resumed); paused stays paused. Others: Conflict."""
+    async with transaction(db) as conn:
+        row = await lock_task(conn, task_id)
+        if row["status"] == "pending":
+            await conn.execute(QUERIES["set_task_paused"], row["id"])
+        elif row["status"] != "paused":
+            raise Conflict(f"the task is {row['status']}; only pending tasks can be paused")
+        return await get_task(conn, row["id"])
+
+
+async def resume_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
+    """paused -> pending (due at once if its time has passed); pending stays. Others: Conflict."""
+    async with transaction(db) as conn:
+        row = await lock_task(conn, task_id)
+        if row["status"] == "paused":
+            next_run_at = await conn.fetchval(QUERIES["set_task_resumed"], row["id"])
+            await notify_due(conn, next_run_at)
+        elif row["status"] != "pending":
+            raise Conflict(f"the task is {row['status']}; only paused tasks can be resumed")
+        return await get_task(conn, row["id"])
