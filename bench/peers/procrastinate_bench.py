@@ -17,9 +17,9 @@ import asyncpg
 
 from bench.database import BenchServer
 from bench.pacing import paced, poll_until
+from bench.procs import check_alive, spawn, version_of
 from bench.queries import BENCH_QUERIES
 from bench.scale import Scale
-from bench.procs import check_alive, spawn, version_of
 from bench.stats import latency_summary, rate
 from tests.support.cluster import Service
 

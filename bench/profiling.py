@@ -1,0 +1,108 @@
+"""Where the time goes: py-spy sampling the services during a burst.
+
+py-spy attaches to running processes from outside (ptrace), so the services run unmodified. Each
+profile is kept as py-spy's raw collapsed stacks (`<name>.txt` in the log directory, loadable in
+speedscope or flamegraph.pl) and summarised here as the functions with the most samples on top of
+the stack (self) and anywhere in it (inclusive). Only busy samples count: py-spy leaves out threads
+waiting in the kernel (an idle event loop in epoll).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SAMPLE_RATE_HZ = 100
+TOP = 15
+_LINE_NUMBER = re.compile(r":\d+\)$")
+
+
+def py_spy_path() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if not found:
+        raise RuntimeError("py-spy is not installed (pip install '.[bench]')")
+    return found
+
+
+class Recorder:
+    """`py-spy record` on one process until `stop()`; `summary()` reads what it wrote."""
+
+    def __init__(self, name: str, pid: int, out_dir: Path) -> None:
+        self.name = name
+        self.output = out_dir / f"profile-{name}.txt"
+        self._log = (out_dir / f"py-spy-{name}.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                py_spy_path(),
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--output",
+                str(self.output),
+                "--rate",
+                str(SAMPLE_RATE_HZ),
+                "--nonblocking",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        """SIGINT makes py-spy write its output and exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self._log.close()
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        if not self.output.exists():
+            return {"error": f"py-spy wrote nothing; see {self._log.name}"}
+        return summarise(self.output.read_text(errors="replace"), seconds)
+
+
+def _frame(raw: str) -> str:
+    """`func (path/file.py:123)` -> `func (path/file.py)`: lines of one function add up."""
+    return _LINE_NUMBER.sub(")", raw.strip())
+
+
+def summarise(collapsed: str, seconds: float, top: int = TOP) -> dict[str, Any]:
+    """Self and inclusive sample shares of collapsed stacks (`a;b;c 12` per line)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(part) for part in stack.split(";") if part.strip()]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+
+    def share(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [{"frame": frame, "pct": round(100 * n / total, 1)} for frame, n in counter.most_common(top)]
+
+    return {
+        "samples": total,
+        # Busy samples over the possible ones: roughly the share of one core the process used.
+        "busy_core_share": round(total / (SAMPLE_RATE_HZ * seconds), 2) if seconds > 0 else None,
+        "self": share(own) if total else [],
+        "inclusive": share(inclusive) if total else [],
+    }

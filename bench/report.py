@@ -1,0 +1,372 @@
+"""The results of one run: the table against the issue's targets, the JSON file and the PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TARGET_BURST_PER_S = 5_000
+STRETCH_BURST_PER_S = 10_000
+TARGET_RATIO_CELERY = 10.0
+TARGET_RATIO_PROCRASTINATE = 15.0
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 15.0
+TARGET_SPIKE_MS = 1_000.0
+TARGET_WORKER_RSS_MB = 200.0
+TARGET_BIG_TABLE_DRIFT = 0.10
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    target: str
+    measured: str
+    verdict: str  # PASS, FAIL or "" when there is no target
+
+
+def _get(data: dict[str, Any], *path: str | int) -> Any:
+    node: Any = data
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _num(value: Any, unit: str = "", digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def best_burst(results: dict[str, Any]) -> dict[str, Any] | None:
+    runs = _get(results, "burst", "by_workers") or []
+    return max(runs, key=lambda r: r["end_to_end_per_s"], default=None)
+
+
+def burst_with(results: dict[str, Any], workers: int) -> dict[str, Any] | None:
+    runs = _get(results, "burst", "by_workers") or []
+    return next((r for r in runs if r["workers"] == workers), None)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return float(a) / float(b)
+
+
+def drift(new: Any, old: Any) -> float | None:
+    """Relative change of `new` against `old` (0.05 = 5% more)."""
+    value = ratio(new, old)
+    return None if value is None else value - 1.0
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """The table: each figure with the issue's target and whether it is met."""
+    out: list[Row] = []
+    best = best_burst(results)
+    best_rate = best["end_to_end_per_s"] if best else None
+    if best:
+        out.append(
+            Row(
+                f"burst end to end, best ({best['workers']} workers)",
+                f">= {TARGET_BURST_PER_S:,}/s",
+                _num(best_rate, "/s"),
+                _verdict(best_rate >= TARGET_BURST_PER_S),
+            )
+        )
+        out.append(
+            Row(
+                "  stretch",
+                f">= {STRETCH_BURST_PER_S:,}/s",
+                _num(best_rate, "/s"),
+                _verdict(best_rate >= STRETCH_BURST_PER_S),
+            )
+        )
+    for run in _get(results, "burst", "by_workers") or []:
+        out.append(
+            Row(
+                f"  burst {run['tasks']:,} with {run['workers']} worker(s)",
+                "",
+                f"{_num(run['end_to_end_per_s'], '/s')} e2e, {_num(run['processing_per_s'], '/s')} processing",
+                "",
+            )
+        )
+    submit = _get(results, "burst", "submit_only")
+    if submit:
+        out.append(Row("submit alone (batch API)", "", _num(submit["submit_per_s"], "/s"), ""))
+        out.append(
+            Row(
+                "processing, 1 worker draining a queued backlog",
+                "",
+                _num(submit["drain_processing_per_s"], "/s"),
+                "",
+            )
+        )
+    for peer, target in (("celery", TARGET_RATIO_CELERY), ("procrastinate", TARGET_RATIO_PROCRASTINATE)):
+        peer_rate = _get(results, "peers", peer, "processing_per_s")
+        if peer_rate is None:
+            continue
+        out.append(Row(f"{peer} processing", "", _num(peer_rate, "/s"), ""))
+        value = ratio(best_rate, peer_rate)
+        out.append(
+            Row(
+                f"  ratio Zephyr burst / {peer}",
+                f">= {target:.0f}x",
+                _num(value, "x", 1),
+                _verdict(None if value is None else value >= target),
+            )
+        )
+        drain = ratio(_get(submit or {}, "drain_processing_per_s"), peer_rate)
+        out.append(Row(f"  ratio Zephyr 1-worker processing / {peer}", "", _num(drain, "x", 1), ""))
+    trickle = _get(results, "trickle", "trickle", "due_to_started")
+    if trickle:
+        rate = _get(results, "trickle", "rate_per_s")
+        out.append(
+            Row(
+                f"trickle {rate:.0f}/s due->started p50",
+                f"<= {TARGET_P50_MS:.0f} ms",
+                _num(trickle["p50_ms"], " ms", 1),
+                _verdict(trickle["p50_ms"] <= TARGET_P50_MS),
+            )
+        )
+        out.append(Row("  p95", "", _num(trickle["p95_ms"], " ms", 1), ""))
+        out.append(
+            Row(
+                "  p99",
+                f"<= {TARGET_P99_MS:.0f} ms",
+                _num(trickle["p99_ms"], " ms", 1),
+                _verdict(trickle["p99_ms"] <= TARGET_P99_MS),
+            )
+        )
+        out.append(Row("  max", "", _num(trickle["max_ms"], " ms", 1), ""))
+        fin = _get(results, "trickle", "trickle", "due_to_finished")
+        out.append(
+            Row(
+                "  due->finished p50 / p95 / p99 / max",
+                "",
+                " / ".join(_num(fin[k], "", 1) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms",
+                "",
+            )
+        )
+    spike = _get(results, "trickle", "spike")
+    if spike:
+        late = spike["due_to_started"]["max_ms"]
+        out.append(
+            Row(
+                f"spike: {spike['tasks']:,} due in one second, last started",
+                f"<= {TARGET_SPIKE_MS:.0f} ms",
+                _num(late, " ms", 1),
+                _verdict(late <= TARGET_SPIKE_MS),
+            )
+        )
+        out.append(
+            Row(
+                "  spike due->started p50 / p99",
+                "",
+                f"{_num(spike['due_to_started']['p50_ms'], '', 1)} / {_num(spike['due_to_started']['p99_ms'], '', 1)} ms",
+                "",
+            )
+        )
+    slow = _get(results, "trickle", "at_peer_rate", "due_to_started")
+    if slow:
+        out.append(
+            Row(
+                f"due->started p50 / p99 at {_get(results, 'trickle', 'at_peer_rate', 'rate_per_s'):.0f}/s: Zephyr",
+                "",
+                f"{_num(slow['p50_ms'], '', 2)} / {_num(slow['p99_ms'], '', 2)} ms",
+                "",
+            )
+        )
+    for peer in ("procrastinate", "celery"):
+        lat = _get(results, "peers", peer, "due_to_started")
+        if lat:
+            out.append(
+                Row(f"  {peer}", "", f"{_num(lat['p50_ms'], '', 2)} / {_num(lat['p99_ms'], '', 2)} ms", "")
+            )
+            if slow:
+                out.append(
+                    Row(
+                        f"  ratio {peer} / Zephyr p50, p99",
+                        "",
+                        f"{_num(ratio(lat['p50_ms'], slow['p50_ms']), 'x', 1)}, "
+                        f"{_num(ratio(lat['p99_ms'], slow['p99_ms']), 'x', 1)}",
+                        "",
+                    )
+                )
+    conc = results.get("concurrency")
+    if conc:
+        out.append(
+            Row(
+                f"in flight at once ({conc['tasks']:,} sleeps, {conc['workers']} workers)",
+                f"{conc['tasks']:,}",
+                _num(conc["peak_in_flight"]),
+                _verdict(conc["peak_in_flight"] >= conc["tasks"]),
+            )
+        )
+        worst = conc["max_worker_rss_mb"]
+        out.append(
+            Row(
+                "  peak RSS per worker",
+                f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
+                ", ".join(_num(v, " MB") for k, v in conc["rss_mb_peak"].items() if k != "coordinator"),
+                _verdict(worst <= TARGET_WORKER_RSS_MB),
+            )
+        )
+        out.append(Row("  peak RSS coordinator", "", _num(conc["rss_mb_peak"]["coordinator"], " MB"), ""))
+    big = results.get("bigtable")
+    if big:
+        empty = burst_with(results, big["burst"]["workers"])
+        change = drift(big["burst"]["end_to_end_per_s"], _get(empty or {}, "end_to_end_per_s"))
+        out.append(
+            Row(
+                f"big table ({big['loaded']['tasks']:,} tasks): burst {big['burst']['workers']} workers",
+                "within 10%",
+                f"{_num(big['burst']['end_to_end_per_s'], '/s')} ({_num(None if change is None else 100 * change, '%', 1)})",
+                _verdict(None if change is None else change >= -TARGET_BIG_TABLE_DRIFT),
+            )
+        )
+        for key in ("p50_ms", "p99_ms"):
+            new = _get(big, "trickle", "trickle", "due_to_started", key)
+            old = _get(results, "trickle", "trickle", "due_to_started", key)
+            change = drift(new, old)
+            out.append(
+                Row(
+                    f"  big table trickle due->started {key[:3]}",
+                    "within 10%",
+                    f"{_num(new, ' ms', 1)} ({_num(None if change is None else 100 * change, '%', 1)})",
+                    _verdict(None if change is None else change <= TARGET_BIG_TABLE_DRIFT),
+                )
+            )
+        spike_max = _get(big, "trickle", "spike", "due_to_started", "max_ms")
+        out.append(
+            Row(
+                "  big table spike, last started",
+                f"<= {TARGET_SPIKE_MS:.0f} ms",
+                _num(spike_max, " ms", 1),
+                _verdict(None if spike_max is None else spike_max <= TARGET_SPIKE_MS),
+            )
+        )
+    rec = results.get("recovery")
+    if rec:
+        out.append(
+            Row(
+                f"recovery: {rec['runs']} runs after kill -9",
+                f"<= {rec['target_s']} s",
+                _num(rec["recovery_s"], " s", 2),
+                _verdict(rec["recovery_s"] <= rec["target_s"]),
+            )
+        )
+    return out
+
+
+def render(table: list[Row]) -> str:
+    header = Row("metric", "target", "measured", "")
+    widths = [max(len(getattr(r, f)) for r in [header, *table]) for f in ("metric", "target", "measured")]
+    lines = []
+    for r in [header, *table]:
+        lines.append(
+            f"{r.metric:<{widths[0]}}  {r.target:<{widths[1]}}  {r.measured:<{widths[2]}}  {r.verdict}".rstrip()
+        )
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, default=str, allow_nan=True) + "\n")
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    """Throughput against workers and latency percentiles, side by side; False if nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = _get(results, "burst", "by_workers") or []
+    series = _latency_series(results)
+    if not runs and not series:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    if runs:
+        workers = [r["workers"] for r in runs]
+        left.plot(
+            workers, [r["end_to_end_per_s"] for r in runs], "o-", label="Zephyr end to end (submit included)"
+        )
+        left.plot(workers, [r["processing_per_s"] for r in runs], "s--", label="Zephyr processing")
+        left.axhline(
+            TARGET_BURST_PER_S, color="grey", linestyle=":", label=f"target {TARGET_BURST_PER_S:,}/s"
+        )
+        for peer, colour in (("celery", "tab:green"), ("procrastinate", "tab:red")):
+            peer_rate = _get(results, "peers", peer, "processing_per_s")
+            if peer_rate:
+                left.axhline(peer_rate, color=colour, linestyle="-.", label=f"{peer} (1 worker x10)")
+        big = _get(results, "bigtable", "burst")
+        if big:
+            left.plot(
+                [big["workers"]], [big["end_to_end_per_s"]], "D", color="black", label="Zephyr, big table"
+            )
+        left.set_xticks(workers)
+        left.set_xlabel("workers")
+        left.set_ylabel("tasks per second")
+        left.set_title(f"Burst of {runs[0]['tasks']:,} no-op tasks")
+        left.set_ylim(bottom=0)
+        left.legend(fontsize=8)
+    if series:
+        keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+        width = 0.8 / len(series)
+        for index, (label, summary) in enumerate(series):
+            xs = [k + index * width for k in range(len(keys))]
+            right.bar(xs, [max(summary[k], 0.01) for k in keys], width, label=label)
+        right.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], [k[:-3] for k in keys])
+        right.set_yscale("log")
+        right.axhline(TARGET_P99_MS, color="grey", linestyle=":", label=f"p99 target {TARGET_P99_MS:.0f} ms")
+        right.set_ylabel("due -> started, ms (log)")
+        right.set_title("Latency percentiles")
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _latency_series(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    candidates = [
+        (
+            f"Zephyr {_get(results, 'trickle', 'rate_per_s') or 0:.0f}/s",
+            _get(results, "trickle", "trickle", "due_to_started"),
+        ),
+        ("Zephyr spike", _get(results, "trickle", "spike", "due_to_started")),
+        ("Zephyr big table", _get(results, "bigtable", "trickle", "trickle", "due_to_started")),
+        (
+            f"Zephyr {_get(results, 'trickle', 'at_peer_rate', 'rate_per_s') or 0:.0f}/s",
+            _get(results, "trickle", "at_peer_rate", "due_to_started"),
+        ),
+        ("procrastinate", _get(results, "peers", "procrastinate", "due_to_started")),
+        ("celery", _get(results, "peers", "celery", "due_to_started")),
+    ]
+    return [(label, summary) for label, summary in candidates if summary and summary.get("count")]
+
+
+def render_profile(profile: dict[str, Any], top: int = 8) -> str:
+    """The top frames of each profiled process, as text."""
+    lines = [
+        f"profile: burst of {profile['tasks']:,} with {profile['workers']} workers, {profile['seconds']:.1f}s"
+    ]
+    for name, summary in profile["processes"].items():
+        if "error" in summary:
+            lines.append(f"  {name}: {summary['error']}")
+            continue
+        lines.append(f"  {name}: {summary['samples']} busy samples, ~{summary['busy_core_share']} of a core")
+        for kind in ("self", "inclusive"):
+            lines.append(f"    {kind}:")
+            lines.extend(f"      {entry['pct']:5.1f}%  {entry['frame']}" for entry in summary[kind][:top])
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Big table: the burst and the trickle again on a database already holding many rows.
+
+`big_finished` succeeded tasks (each with its succeeded run) and `big_future` pending tasks due days
+ahead are loaded with COPY, then vacuumed and analysed, as a long-lived installation would be. The
+figures are compared with the same scenarios on an empty database: the issue asks for within 10%.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.database import BenchServer
+from bench.queries import BENCH_QUERIES
+from bench.scale import Scale
+from bench.scenarios import burst, trickle
+from zephyr.ids import new_id
+
+CHUNK = 100_000
+NOOP_PAYLOAD = '{"function": "zephyr.noop", "args": [], "kwargs": {}}'
+TASK_COLUMNS = (
+    "id",
+    "name",
+    "type",
+    "payload",
+    "status",
+    "attempts",
+    "next_run_at",
+    "last_run_id",
+    "created_at",
+    "updated_at",
+)
+RUN_COLUMNS = (
+    "id",
+    "task_id",
+    "attempt",
+    "status",
+    "worker_id",
+    "coordinator_id",
+    "scheduled_for",
+    "started_at",
+    "deadline_at",
+    "finished_at",
+    "result",
+)
+
+
+def _finished(count: int, now: datetime) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """Chunks of (task rows, run rows) for succeeded tasks spread over the last 30 days."""
+    step = timedelta(days=30) / max(count, 1)
+    for start in range(0, count, CHUNK):
+        tasks, runs = [], []
+        for index in range(start, min(start + CHUNK, count)):
+            due = now - timedelta(days=30) + step * index
+            task_id, run_id = new_id(), new_id()
+            done = due + timedelta(milliseconds=3)
+            tasks.append((task_id, "", "internal", NOOP_PAYLOAD, "succeeded", 1, None, run_id, due, done))
+            runs.append(
+                (
+                    run_id,
+                    task_id,
+                    1,
+                    "succeeded",
+                    "bench-old-worker",
+                    "bench-old-coordinator",
+                    due,
+                    due + timedelta(milliseconds=1),
+                    due + timedelta(seconds=330),
+                    done,
+                    "null",
+                )
+            )
+        yield tasks, runs
+
+
+def _future(count: int, now: datetime) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of pending tasks due from one day to about two weeks ahead."""
+    for start in range(0, count, CHUNK):
+        yield [
+            (
+                new_id(),
+                "",
+                "internal",
+                NOOP_PAYLOAD,
+                "pending",
+                0,
+                now + timedelta(days=1, seconds=index),
+                None,
+                now,
+                now,
+            )
+            for index in range(start, min(start + CHUNK, count))
+        ]
+
+
+async def load(dsn: str, finished: int, future: int) -> dict[str, Any]:
+    """COPY the rows in; return how long it took and the table sizes."""
+    t0 = time.perf_counter()
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for tasks, runs in _finished(finished, now):
+            await conn.copy_records_to_table("tasks", records=tasks, columns=TASK_COLUMNS)
+            await conn.copy_records_to_table("task_runs", records=runs, columns=RUN_COLUMNS)
+        for tasks in _future(future, now):
+            await conn.copy_records_to_table("tasks", records=tasks, columns=TASK_COLUMNS)
+        load_s = time.perf_counter() - t0
+        await conn.execute(BENCH_QUERIES["bench_vacuum_analyze"])
+        sizes = await conn.fetchrow(BENCH_QUERIES["bench_table_sizes"])
+    finally:
+        await conn.close()
+    assert sizes is not None
+    return {
+        "load_s": load_s,
+        "prepare_s": time.perf_counter() - t0,
+        "tasks": sizes["tasks"],
+        "task_runs": sizes["task_runs"],
+    }
+
+
+async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any]:
+    dsn = await server.create_zephyr_database()
+    try:
+        loaded = await load(dsn, scale.big_finished, scale.big_future)
+        burst_result = await burst.run_once(
+            server, scale, log_dir / "big-burst", scale.big_workers, database=dsn
+        )
+        trickle_result = await trickle.run(
+            server, scale, log_dir / "big-trickle", database=dsn, slow_phase=False
+        )
+    finally:
+        await server.drop_database(dsn)
+    return {"loaded": loaded, "burst": burst_result, "trickle": trickle_result}

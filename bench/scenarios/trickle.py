@@ -1,0 +1,63 @@
+"""Trickle: tasks due now, one POST each at a steady rate, plus a spike all due in one future second.
+
+Latencies come from the database, not the client: due -> started is `started_at - scheduled_for` and
+due -> finished is `finished_at - scheduled_for` of each run. The spike (`spike_tasks` tasks with the
+same `schedule.at`, a whole second in the middle of the trickle) must all start within one second of
+that instant while the trickle goes on. A second, slower phase at the peers' rate gives the figure
+they are compared with.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.client import Api, noop_task
+from bench.cluster import BenchCluster
+from bench.database import BenchServer
+from bench.pacing import paced
+from bench.scale import Scale
+from bench.scenarios.burst import wait_succeeded
+from bench.stats import latency_summary
+
+WORKERS = 2
+
+
+async def run(
+    server: BenchServer, scale: Scale, log_dir: Path, *, database: str | None = None, slow_phase: bool = True
+) -> dict[str, Any]:
+    async with BenchCluster(server, log_dir, database=database) as zc:
+        await zc.start(WORKERS, ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency))
+        begin = datetime.now(UTC)
+        spike_at = (begin + timedelta(seconds=scale.trickle_s / 2 + 1)).replace(microsecond=0)
+        spike = [
+            noop_task(schedule={"at": spike_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            for _ in range(scale.spike_tasks)
+        ]
+        trickle_count = int(scale.trickle_rate * scale.trickle_s)
+        slow_count = int(scale.peer_rate * scale.peer_latency_s) if slow_phase else 0
+        async with Api(zc.api_url) as api:
+            spike_ids = await api.submit_many(spike, batch=scale.submit_batch, parallel=1)
+            trickle_ids = await paced(scale.trickle_rate, trickle_count, lambda _i: api.submit(noop_task()))
+            slow_ids = await paced(scale.peer_rate, slow_count, lambda _i: api.submit(noop_task()))
+        total = len(spike_ids) + len(trickle_ids) + len(slow_ids)
+        await wait_succeeded(zc, begin, total, scale.scenario_timeout_s, "trickle runs")
+
+        async def latencies(ids: list[str]) -> dict[str, Any]:
+            rows = await zc.fetch("bench_run_latencies", ids)
+            return {
+                "due_to_started": latency_summary([row["to_start"] for row in rows]),
+                "due_to_finished": latency_summary([row["to_finish"] for row in rows]),
+            }
+
+        result: dict[str, Any] = {
+            "workers": WORKERS,
+            "rate_per_s": scale.trickle_rate,
+            "duration_s": scale.trickle_s,
+            "trickle": await latencies(trickle_ids),
+            "spike": {"tasks": len(spike_ids), "at": spike_at.isoformat(), **await latencies(spike_ids)},
+        }
+        if slow_phase:
+            result["at_peer_rate"] = {"rate_per_s": scale.peer_rate, **await latencies(slow_ids)}
+        return result
