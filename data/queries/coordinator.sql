@@ -1,0 +1,202 @@
+-- Coordinator queries: claim, completions, heartbeats, leases, maintenance, admin reads.
+-- Every write that ends a run is fenced by (run id, attempt, worker, status = 'running').
+
+-- name: claim_due
+-- Claim and mark in one statement; the caller commits, then pushes the assignments.
+-- $1 types text[]: task types the slot plan's workers offer
+-- $2 slots text[]: worker id per slot, most deserving first; its length is the batch size
+-- $3 run_ids uuid[]: one fresh run id per slot
+-- $4 coordinator_id text
+-- $5 grace_s float8: added to timeout_s for the deadline backstop
+-- $6 now timestamptz, NULL for now()
+WITH due AS (
+    SELECT id, priority, next_run_at
+    FROM tasks
+    WHERE status = 'pending'
+      AND next_run_at <= coalesce($6::timestamptz, now())
+      AND type = ANY ($1::text[])
+    ORDER BY priority DESC, next_run_at
+    LIMIT cardinality($2::text[])
+    FOR UPDATE SKIP LOCKED
+), slotted AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, next_run_at, id) AS slot
+    FROM due
+), claimed AS (
+    UPDATE tasks t
+    SET status = 'running',
+        attempts = t.attempts + 1,
+        last_run_id = ($3::uuid[])[s.slot],
+        updated_at = coalesce($6::timestamptz, now())
+    FROM slotted s
+    WHERE t.id = s.id
+    RETURNING t.id, t.name, t.type, t.payload, t.schedule, t.recurring, t.overlap, t.timeout_s,
+              t.attempts, t.next_run_at AS scheduled_for, s.slot
+), inserted AS (
+    INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,
+                           started_at, deadline_at)
+    SELECT ($3::uuid[])[c.slot], c.id, c.attempts, 'running', ($2::text[])[c.slot], $4, c.scheduled_for,
+           coalesce($6::timestamptz, now()),
+           coalesce($6::timestamptz, now()) + make_interval(secs => c.timeout_s + $5::float8)
+    FROM claimed c
+    RETURNING id, task_id, attempt, worker_id, scheduled_for, started_at
+)
+SELECT i.id AS run_id, i.attempt, i.worker_id, i.scheduled_for, i.started_at,
+       c.id AS task_id, c.name, c.type, c.payload, c.schedule, c.recurring, c.overlap, c.timeout_s
+FROM inserted i
+JOIN claimed c ON c.id = i.task_id
+ORDER BY c.slot;
+
+-- name: reschedule_overlapping
+-- Same transaction as claim_due: overlap recurring tasks go straight back to pending at their next
+-- firing (NULL next firing: the schedule ended, the task stays running until its last run ends).
+-- $1 task_ids uuid[], $2 next_run_at timestamptz[]
+UPDATE tasks t
+SET status = CASE WHEN u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
+    next_run_at = u.next_run_at,
+    attempts = 0
+FROM unnest($1::uuid[], $2::timestamptz[]) AS u (id, next_run_at)
+WHERE t.id = u.id;
+
+-- name: next_due
+-- Seconds until the earliest pending task of these types is due (negative: overdue; NULL: none),
+-- measured on the database clock, for the dispatcher's timer.
+-- $1 types text[]
+SELECT extract(epoch FROM min(next_run_at) - now())::float8
+FROM tasks WHERE status = 'pending' AND type = ANY ($1::text[]);
+
+-- name: finish_runs
+-- Fenced end of runs: only a run still running under that worker at that attempt changes.
+-- Returns what deciding the task's next state needs, read from the task as it is now.
+-- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 statuses text[],
+-- $5 results jsonb[] (NULL entries allowed), $6 errors jsonb[] (NULL entries allowed)
+UPDATE task_runs r
+SET status = u.status, finished_at = now(), result = u.result, error = u.error
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+         AS u (id, attempt, worker_id, status, result, error),
+     tasks t
+WHERE r.id = u.id
+  AND r.attempt = u.attempt
+  AND r.worker_id = u.worker_id
+  AND r.status = 'running'
+  AND t.id = r.task_id
+RETURNING r.id AS run_id, r.task_id, r.attempt, r.status, r.scheduled_for, r.started_at,
+          t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
+          t.schedule, t.last_run_id;
+
+-- name: update_tasks_after_runs
+-- The task transitions decided from finished runs, applied only while the task is still in the
+-- state the run left it and still points at that run: never over a cancel, pause or newer claim.
+-- $1 task_ids uuid[], $2 run_ids uuid[], $3 expected_status text[], $4 status text[],
+-- $5 next_run_at timestamptz[], $6 attempts int[]
+UPDATE tasks t
+SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
+         AS u (id, run_id, expected, status, next_run_at, attempts)
+WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
+RETURNING t.id, t.status;
+
+-- name: upsert_worker
+-- A worker (re)registers on this coordinator.
+-- $1 id, $2 host, $3 pid int, $4 version, $5 capacity int, $6 task_types text[], $7 coordinator_id,
+-- $8 lease_s float8
+INSERT INTO workers (id, host, pid, version, capacity, running, free_slots, status, task_types,
+                     coordinator_id, registered_at, last_heartbeat_at, lease_expires_at)
+VALUES ($1, $2, $3, $4, $5, 0, $5, 'active', $6, $7, now(), now(), now() + make_interval(secs => $8::float8))
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, version = excluded.version, capacity = excluded.capacity,
+    free_slots = excluded.free_slots, status = 'active', task_types = excluded.task_types,
+    coordinator_id = excluded.coordinator_id, registered_at = now(), last_heartbeat_at = now(),
+    lease_expires_at = excluded.lease_expires_at;
+
+-- name: running_runs_of_worker
+-- $1 worker_id
+SELECT id, attempt FROM task_runs WHERE worker_id = $1 AND status = 'running';
+
+-- name: heartbeat
+-- One statement per heartbeat: renews the worker's lease (which holds all its runs).
+-- $1 id, $2 lease_s float8, $3 running int, $4 free_slots int, $5 load float8, $6 draining bool,
+-- $7 coordinator_id
+UPDATE workers
+SET lease_expires_at = now() + make_interval(secs => $2::float8),
+    running = $3, free_slots = $4, load = $5, last_heartbeat_at = now(),
+    status = CASE WHEN $6::bool OR status = 'draining' THEN 'draining' ELSE 'active' END,
+    coordinator_id = $7
+WHERE id = $1;
+
+-- name: set_worker_draining
+-- $1 id
+UPDATE workers SET status = 'draining' WHERE id = $1 AND status <> 'gone'
+RETURNING id, host, capacity, running, status, task_types, last_heartbeat_at, coordinator_id, load;
+
+-- name: cancel_requested_runs
+-- Running runs whose cancel was asked, among the given workers.
+-- $1 worker_ids text[]
+SELECT id, attempt, worker_id FROM task_runs
+WHERE status = 'running' AND cancel_requested AND worker_id = ANY ($1::text[]);
+
+-- name: run_for_cancel
+-- $1 run_id uuid
+SELECT id, attempt, worker_id FROM task_runs WHERE id = $1 AND status = 'running';
+
+-- name: expire_workers
+-- Workers silent past their lease are gone (SKIP LOCKED: concurrent coordinators split the work).
+UPDATE workers SET status = 'gone'
+WHERE id IN (
+    SELECT id FROM workers
+    WHERE status <> 'gone' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: orphaned_runs
+-- Running runs whose worker is gone, expired or unknown: to be ended as lost.
+-- $1 limit int
+SELECT r.id, r.attempt, r.worker_id
+FROM task_runs r
+LEFT JOIN workers w ON w.id = r.worker_id
+WHERE r.status = 'running'
+  AND (w.id IS NULL OR w.status = 'gone' OR w.lease_expires_at < now())
+LIMIT $1;
+
+-- name: overdue_runs
+-- Running runs past their deadline (timeout_s + grace): the timeout backstop.
+-- $1 limit int
+SELECT id, attempt, worker_id FROM task_runs
+WHERE status = 'running' AND deadline_at < now()
+ORDER BY deadline_at
+LIMIT $1;
+
+-- name: delete_old_runs
+-- Retention: finished runs (and, by cascade, their logs) older than the cutoff, one batch at a time.
+-- A task's latest run is kept so that `last_run` stays readable.
+-- $1 retention_s float8, $2 limit int
+DELETE FROM task_runs
+WHERE id IN (
+    SELECT r.id FROM task_runs r
+    WHERE r.finished_at < now() - make_interval(secs => $1::float8)
+      AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.last_run_id = r.id)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+);
+
+-- name: delete_old_workers
+-- Workers gone for longer than the retention period.
+-- $1 retention_s float8
+DELETE FROM workers
+WHERE status = 'gone' AND last_heartbeat_at < now() - make_interval(secs => $1::float8);
+
+-- name: insert_logs
+-- Log lines of runs that belong to the sending worker, in arrival order (ids follow it); lines
+-- of other runs are dropped.
+-- $1 run_ids uuid[], $2 worker_ids text[], $3 ts timestamptz[], $4 streams text[], $5 lines text[]
+INSERT INTO task_logs (run_id, ts, stream, line)
+SELECT u.run_id, u.ts, u.stream, u.line
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) WITH ORDINALITY
+         AS u (run_id, worker_id, ts, stream, line, ord)
+JOIN task_runs r ON r.id = u.run_id AND r.worker_id = u.worker_id
+ORDER BY u.ord;
+
+-- name: notify_drain
+-- In the transaction that marks the worker draining: the coordinator holding its stream sends Drain.
+-- $1 worker_id
+SELECT pg_notify('zephyr_drain', $1);

@@ -1,0 +1,218 @@
+"""Ending runs in batches: fenced run update, then the task transitions, in one transaction.
+
+`apply_endings(pool, endings)` is the one way a run ends, whoever reports it (a worker's
+completion, lease rescue, the timeout backstop). `CompletionBatcher` gathers completions from all
+streams of this coordinator and applies whatever accumulated while the previous batch ran, so
+under load one transaction covers many completions and when idle each goes alone at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from zephyr import metrics
+from zephyr.coordinator.outcomes import FinishedRun, decide
+from zephyr.db.queries import QUERIES
+from zephyr.rpc import backoff_s
+
+log = logging.getLogger(__name__)
+
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+MAX_BATCH = 1000
+RETRY_DELAY_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunEnding:
+    """A claim that a run ended: accepted only if the run is still `running` under `worker_id`."""
+
+    run_id: Any
+    attempt: int
+    worker_id: str
+    status: str  # succeeded | failed | timed_out | lost | cancelled
+    result: Any = None
+    error: dict[str, Any] | None = None
+    retryable: bool = True
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delay policy: exponential from `base_s`, capped at `cap_s`, full jitter."""
+
+    base_s: float
+    cap_s: float
+
+    def __call__(self, attempt: int) -> float:
+        return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
+
+
+async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backoff: Backoff) -> list[bool]:
+    """Apply `endings` in one transaction; return, per ending, whether fencing accepted it.
+
+    Idempotent: a repeated or stale ending matches no running row and is refused.
+    """
+    if not endings:
+        return []
+    # Two endings of one run in one batch (a resent completion): only the first may win.
+    seen: set[Any] = set()
+    batch = []
+    for ending in endings:
+        if ending.run_id not in seen:
+            seen.add(ending.run_id)
+            batch.append(ending)
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            QUERIES["finish_runs"],
+            [e.run_id for e in batch],
+            [e.attempt for e in batch],
+            [e.worker_id for e in batch],
+            [e.status for e in batch],
+            [e.result for e in batch],
+            [e.error for e in batch],
+        )
+        by_run = {e.run_id: e for e in batch}
+        now = datetime.now(UTC)
+        updates = []
+        for row in rows:
+            ending = by_run[row["run_id"]]
+            finished = FinishedRun(
+                run_id=row["run_id"],
+                task_id=row["task_id"],
+                attempt=row["attempt"],
+                status=row["status"],
+                scheduled_for=row["scheduled_for"],
+                started_at=row["started_at"],
+                task_status=row["task_status"],
+                attempts=row["attempts"],
+                max_attempts=row["max_attempts"],
+                recurring=row["recurring"],
+                overlap=row["overlap"],
+                schedule=row["schedule"],
+                last_run_id=row["last_run_id"],
+                retryable=ending.retryable,
+            )
+            metrics.RUNS_FINISHED.labels(row["type"], row["status"]).inc()
+            if row["status"] == "lost":
+                metrics.RUNS_LOST.inc()
+            if ending.duration_s is not None:
+                metrics.RUN_DURATION.labels(row["type"]).observe(ending.duration_s)
+            update = decide(finished, now=now, backoff=backoff)
+            if update is not None:
+                updates.append(update)
+                if update.status == "dead":
+                    metrics.TASKS_DEAD.labels(row["type"]).inc()
+        if updates:
+            await conn.execute(
+                QUERIES["update_tasks_after_runs"],
+                [u.task_id for u in updates],
+                [u.run_id for u in updates],
+                [u.expected for u in updates],
+                [u.status for u in updates],
+                [u.next_run_at for u in updates],
+                [u.attempts for u in updates],
+            )
+    accepted = {row["run_id"] for row in rows}
+    result = []
+    granted: set[Any] = set()
+    for ending in endings:
+        ok = ending.run_id in accepted and ending.run_id not in granted
+        if ok:
+            granted.add(ending.run_id)
+        result.append(ok)
+        if not ok:
+            metrics.COMPLETIONS_REFUSED.inc()
+            log.info(
+                "refused %s ending of run %s attempt %d from worker %s: not running there",
+                ending.status,
+                ending.run_id,
+                ending.attempt,
+                ending.worker_id,
+            )
+    return result
+
+
+def result_value(result_json: str) -> Any:
+    """A completion's result document, or None; text that is not JSON is kept as a string."""
+    if not result_json:
+        return None
+    try:
+        return json.loads(result_json)
+    except ValueError:
+        return result_json
+
+
+class CompletionBatcher:
+    """Applies run endings in batches; `submit` resolves to accepted/refused per ending.
+
+    A database failure does not lose endings: the batch is retried until it applies or the
+    batcher stops (the worker keeps an unacknowledged completion and resends it on reconnect).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, backoff: Backoff) -> None:
+        self._pool = pool
+        self._backoff = backoff
+        self._queue: list[tuple[RunEnding, asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="completion-batcher")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` for every submitted ending to be applied; True if all were."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _ending, future in self._queue:
+            future.cancel()
+        self._queue.clear()
+
+    def submit(self, endings: Sequence[RunEnding]) -> list[asyncio.Future[bool]]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for ending in endings:
+            future: asyncio.Future[bool] = loop.create_future()
+            self._queue.append((ending, future))
+            futures.append(future)
+        if futures:
+            self._idle.clear()
+            self._wake.set()
+        return futures
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                while True:
+                    try:
+                        accepted = await apply_endings(self._pool, [e for e, _ in batch], self._backoff)
+                        break
+                    except DB_ERRORS as exc:
+                        log.warning("applying %d run endings failed (%s); retrying", len(batch), exc)
+                        await asyncio.sleep(RETRY_DELAY_S)
+                for (_ending, future), ok in zip(batch, accepted, strict=True):
+                    if not future.done():
+                        future.set_result(ok)
+            self._idle.set()

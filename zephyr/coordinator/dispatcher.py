@@ -1,0 +1,212 @@
+"""The claim loop: claim due tasks for the free slots of connected workers, commit, then push.
+
+Wake-ups, never a busy poll: a `zephyr_tasks` notification (claim now, or move the timer to the
+time it names), a freed slot or a new worker, a timer set to the next due time, and a slow
+fallback poll (`poll_s`). After a full batch it claims again at once. With no free slot it
+claims nothing and queries nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from zephyr import ids, metrics
+from zephyr.coordinator.completions import DB_ERRORS, CompletionBatcher, RunEnding
+from zephyr.coordinator.registry import Registry, assignment_groups
+from zephyr.db.queries import QUERIES
+from zephyr.schedule import next_fire, parse_instant
+from zephyr.v1 import worker_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_CLAIM = 500
+# Rows another coordinator holds locked stay due for a moment: look again soon, not in a spin.
+OVERDUE_RECHECK_S = 0.05
+DB_RETRY_S = 0.5
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Dispatcher:
+    """Owns the claim; one per coordinator process."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        batcher: CompletionBatcher,
+        *,
+        coordinator_id: str,
+        poll_s: float,
+        grace_s: float,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._batcher = batcher
+        self._coordinator_id = coordinator_id
+        self._poll_s = poll_s
+        self._grace_s = grace_s
+        self._wake = asyncio.Event()
+        self._retime = asyncio.Event()
+        self._timer_at: float | None = None  # monotonic time of the next known due task
+        self.claims = 0  # claim statements run, for tests of "no busy polling"
+
+    def on_tasks_notify(self, payload: str | None) -> None:
+        """`zephyr_tasks`: something may be due now (claim) or later (set the timer)."""
+        if payload:
+            try:
+                due_in = (parse_instant(payload) - datetime.now(UTC)).total_seconds()
+            except ValueError:
+                due_in = 0.0
+            if due_in > 0.001:
+                at = time.monotonic() + due_in
+                if self._timer_at is None or at < self._timer_at:
+                    self._timer_at = at
+                    self._retime.set()
+                return
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        changed = self._registry.changed
+        while not stop.is_set():
+            self._wake.clear()
+            changed.clear()
+            if self._registry.total_free() > 0:
+                try:
+                    claimed, planned = await self.claim_once()
+                    if planned and claimed == planned:
+                        continue  # a full batch: more may be waiting
+                    await self._set_timer()
+                except DB_ERRORS as exc:
+                    log.warning("claim failed (%s); retrying", exc)
+                    await _wait_any((stop,), DB_RETRY_S)
+                    continue
+            # Wait for a reason to claim; a new timer only re-arms the wait.
+            while not stop.is_set():
+                self._retime.clear()
+                timeout = self._poll_s
+                if self._timer_at is not None:
+                    timeout = min(timeout, max(0.0, self._timer_at - time.monotonic()))
+                fired = await _wait_any((stop, self._wake, changed, self._retime), timeout)
+                if fired is not self._retime:
+                    break
+            self._timer_at = None
+
+    async def _set_timer(self) -> None:
+        types = sorted({t for s in self._registry.sessions() if s.free > 0 for t in s.task_types})
+        if not types:
+            self._timer_at = None
+            return
+        async with self._pool.acquire() as conn:
+            due_in = await conn.fetchval(QUERIES["next_due"], types)
+        if due_in is None:
+            self._timer_at = None
+        else:
+            self._timer_at = time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
+
+    async def claim_once(self) -> tuple[int, int]:
+        """Claim for every group of free workers and push; returns (claimed, slots planned)."""
+        claimed = planned = 0
+        for types, plan in self._registry.plans(MAX_CLAIM):
+            rows = await self._claim(types, plan)
+            planned += len(plan)
+            claimed += len(rows)
+            self._push(rows)
+        return claimed, planned
+
+    async def _claim(self, types: Sequence[str], plan: Sequence[str]) -> list[Any]:
+        started = time.perf_counter()
+        run_ids = ids.new_ids(len(plan))
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows: list[Any] = await conn.fetch(
+                QUERIES["claim_due"],
+                list(types),
+                list(plan),
+                run_ids,
+                self._coordinator_id,
+                self._grace_s,
+                None,
+            )
+            overlapping = [r for r in rows if r["recurring"] and r["overlap"]]
+            if overlapping:
+                await conn.execute(
+                    QUERIES["reschedule_overlapping"],
+                    [r["task_id"] for r in overlapping],
+                    [
+                        next_fire(r["schedule"], previous=r["scheduled_for"], now=r["started_at"])
+                        for r in overlapping
+                    ],
+                )
+        self.claims += 1
+        metrics.CLAIMS.inc()
+        metrics.CLAIM_BATCH.observe(len(rows))
+        metrics.CLAIM_LATENCY.observe(time.perf_counter() - started)
+        return rows
+
+    def _push(self, rows: Sequence[Any]) -> None:
+        """Send the committed claims down their workers' streams, one message per worker."""
+        now = datetime.now(UTC)
+        for worker_id, worker_rows in assignment_groups(rows).items():
+            session = self._registry.get(worker_id)
+            message = worker_pb2.CoordinatorMessage(
+                assignments=[
+                    worker_pb2.Assignment(
+                        run_id=str(r["run_id"]),
+                        attempt=r["attempt"],
+                        task_id=str(r["task_id"]),
+                        task_name=r["name"],
+                        type=r["type"],
+                        payload_json=json.dumps(r["payload"], separators=(",", ":")),
+                        timeout_s=r["timeout_s"],
+                        scheduled_for=rfc3339(r["scheduled_for"]),
+                    )
+                    for r in worker_rows
+                ]
+            )
+            if session is not None and session.send(message):
+                for r in worker_rows:
+                    session.outstanding[str(r["run_id"])] = r["attempt"]
+                    metrics.RUNS_DISPATCHED.labels(r["type"]).inc()
+                    metrics.DISPATCH_DELAY.labels(r["type"]).observe(
+                        max(0.0, (now - r["scheduled_for"]).total_seconds())
+                    )
+                continue
+            # The stream closed between plan and push: these runs never left, so end them now
+            # (as lost: retried like any other lost run) instead of waiting for the lease.
+            log.info("worker %s went away before %d assignments were sent", worker_id, len(worker_rows))
+            self._batcher.submit(
+                [
+                    RunEnding(r["run_id"], r["attempt"], worker_id, "lost", error={"code": "undelivered"})
+                    for r in worker_rows
+                ]
+            )
+
+
+async def _wait_any(events: Sequence[asyncio.Event], timeout: float) -> asyncio.Event | None:
+    """Wait until one of `events` is set or `timeout` passes; returns the first set event."""
+    for event in events:
+        if event.is_set():
+            return event
+    waiters = {asyncio.create_task(e.wait()): e for e in events}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    for event in events:
+        if event.is_set():
+            return event
+    return None

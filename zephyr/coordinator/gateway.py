@@ -1,0 +1,280 @@
+"""zephyr.v1.WorkerGateway: one long-lived stream per worker connection.
+
+Protocol (proto/zephyr/v1/worker.proto): register first; then heartbeats (each acked and each
+renewing the worker's lease with one UPDATE), completions (applied in batches, each acked with
+accepted or refused), log lines up; assignments, cancels and drain down. On (re)registration the
+worker's runs in flight are reconciled with the database: runs still running under it are kept,
+listed runs that are not come back in `abandon`, and running runs it did not list are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import grpc
+
+from zephyr.coordinator.completions import DB_ERRORS, CompletionBatcher, RunEnding, result_value
+from zephyr.coordinator.logs_sink import LogSink
+from zephyr.coordinator.registry import Registry, WorkerSession
+from zephyr.db.queries import QUERIES
+from zephyr.v1 import worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {
+    worker_pb2.RUN_OUTCOME_SUCCEEDED: "succeeded",
+    worker_pb2.RUN_OUTCOME_FAILED: "failed",
+    worker_pb2.RUN_OUTCOME_TIMED_OUT: "timed_out",
+    worker_pb2.RUN_OUTCOME_CANCELLED: "cancelled",
+}
+DRAIN_GRACE_S = 30.0
+MAX_MERGED_ITEMS = 1000
+
+
+class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
+    """Serves worker streams; shares the registry with the dispatcher."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        batcher: CompletionBatcher,
+        logs: LogSink,
+        *,
+        coordinator_id: str,
+        heartbeat_s: float,
+        lease_s: float,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._batcher = batcher
+        self._logs = logs
+        self._coordinator_id = coordinator_id
+        self._heartbeat_s = heartbeat_s
+        self._lease_s = lease_s
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.WorkerMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[worker_pb2.CoordinatorMessage]:
+        messages = request_iterator.__aiter__()
+        try:
+            first = await messages.__anext__()
+        except StopAsyncIteration:
+            return
+        if not first.HasField("register"):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be register")
+        reg = first.register
+        if not reg.worker_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.worker_id: required")
+        if reg.capacity < 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.capacity: must be at least 1")
+        session = WorkerSession(reg.worker_id, reg.capacity, frozenset(reg.task_types))
+        previous = self._registry.get(reg.worker_id)
+        if previous is not None:
+            # The same worker reconnected here: its old stream is dead to it, close ours too.
+            self._registry.remove(previous)
+            previous.outbox.put_nowait(None)
+        try:
+            registered = await self._register(reg, session)
+        except DB_ERRORS as exc:
+            log.warning("registering worker %s failed: %s", reg.worker_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; reconnect")
+        log.info(
+            "worker %s registered (capacity %d, types %s, %d runs kept, %d abandoned)",
+            reg.worker_id,
+            reg.capacity,
+            ",".join(sorted(reg.task_types)),
+            len(session.outstanding),
+            len(registered.abandon),
+        )
+        yield worker_pb2.CoordinatorMessage(registered=registered)
+        self._registry.add(session)
+        reader = asyncio.create_task(self._read(session, messages), name=f"read-{reg.worker_id}")
+        try:
+            while True:
+                message = await session.outbox.get()
+                if message is None:
+                    break
+                yield self._merge(message, session)
+        finally:
+            reader.cancel()
+            self._registry.remove(session)
+            log.info("worker %s stream closed", reg.worker_id)
+
+    @staticmethod
+    def _merge(
+        message: worker_pb2.CoordinatorMessage, session: WorkerSession
+    ) -> worker_pb2.CoordinatorMessage:
+        """Fold queued assignment/ack/cancel messages into `message`: many items, one send."""
+        while not session.outbox.empty():
+            nxt = session.outbox._queue[0]  # type: ignore[attr-defined]
+            if nxt is None or nxt.HasField("registered") or nxt.HasField("drain"):
+                break
+            if nxt.HasField("heartbeat_ack") and message.HasField("heartbeat_ack"):
+                break
+            if len(message.assignments) + len(message.completion_acks) > MAX_MERGED_ITEMS:
+                break
+            session.outbox.get_nowait()
+            message.MergeFrom(nxt)
+        return message
+
+    async def _register(self, reg: worker_pb2.Register, session: WorkerSession) -> worker_pb2.Registered:
+        listed = {ref.run_id: ref.attempt for ref in reg.in_flight}
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                QUERIES["upsert_worker"],
+                reg.worker_id,
+                reg.host,
+                reg.pid or None,
+                reg.version,
+                reg.capacity,
+                list(reg.task_types),
+                self._coordinator_id,
+                self._lease_s,
+            )
+            running = {
+                str(r["id"]): (r["id"], r["attempt"])
+                for r in await conn.fetch(QUERIES["running_runs_of_worker"], reg.worker_id)
+            }
+        abandon = []
+        for run_id, attempt in listed.items():
+            if run_id in running and running[run_id][1] == attempt:
+                session.outstanding[run_id] = attempt
+            else:
+                abandon.append(worker_pb2.RunRef(run_id=run_id, attempt=attempt))
+        unlisted = [
+            RunEnding(
+                raw_id, attempt, reg.worker_id, "lost", error={"code": "lost", "message": "not in flight"}
+            )
+            for run_id, (raw_id, attempt) in running.items()
+            if run_id not in session.outstanding
+        ]
+        if unlisted:
+            log.info("worker %s no longer runs %d of its runs: lost", reg.worker_id, len(unlisted))
+            self._batcher.submit(unlisted)
+        return worker_pb2.Registered(
+            coordinator_id=self._coordinator_id,
+            heartbeat_s=self._heartbeat_s,
+            lease_s=self._lease_s,
+            abandon=abandon,
+        )
+
+    async def _read(self, session: WorkerSession, messages: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
+        try:
+            async for message in messages:
+                if message.HasField("register"):
+                    log.warning("worker %s sent register twice; ignored", session.worker_id)
+                if message.HasField("heartbeat"):
+                    await self._heartbeat(session, message.heartbeat)
+                if message.completions:
+                    self._complete(session, message.completions)
+                if message.logs:
+                    self._logs.add(session.worker_id, message.logs)
+        except grpc.aio.AioRpcError as exc:
+            log.info("worker %s stream ended: %s", session.worker_id, exc.code())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s stream failed", session.worker_id)
+        finally:
+            session.closed = True
+            session.outbox.put_nowait(None)
+
+    async def _heartbeat(self, session: WorkerSession, beat: worker_pb2.Heartbeat) -> None:
+        if beat.draining and not session.draining:
+            session.draining = True
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    QUERIES["heartbeat"],
+                    session.worker_id,
+                    self._lease_s,
+                    beat.running,
+                    beat.free_slots,
+                    beat.load,
+                    session.draining,
+                    self._coordinator_id,
+                )
+        except DB_ERRORS as exc:
+            # The ack still goes: it proves the stream lives. The lease catches up at the next beat.
+            log.warning("heartbeat of worker %s not recorded: %s", session.worker_id, exc)
+        session.send(worker_pb2.CoordinatorMessage(heartbeat_ack=worker_pb2.HeartbeatAck(seq=beat.seq)))
+
+    def _complete(self, session: WorkerSession, completions: Any) -> None:
+        endings = []
+        for c in completions:
+            error = None
+            if c.outcome != worker_pb2.RUN_OUTCOME_SUCCEEDED and (c.error_code or c.error_message):
+                error = {"code": c.error_code or "failed", "message": c.error_message}
+            endings.append(
+                RunEnding(
+                    run_id=_run_uuid(c.run_id),
+                    attempt=c.attempt,
+                    worker_id=session.worker_id,
+                    status=OUTCOMES.get(c.outcome, "failed"),
+                    result=result_value(c.result_json),
+                    error=error,
+                    retryable=c.retryable or c.outcome == worker_pb2.RUN_OUTCOME_SUCCEEDED,
+                    duration_s=c.duration_s or None,
+                )
+            )
+        valid = [e for e in endings if e.run_id is not None]
+        futures = self._batcher.submit(valid)
+        task = asyncio.create_task(self._ack(session, [c.run_id for c in completions], endings, futures))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _ack(
+        self,
+        session: WorkerSession,
+        run_ids: list[str],
+        endings: list[RunEnding],
+        futures: list[asyncio.Future[bool]],
+    ) -> None:
+        results = iter(await asyncio.gather(*futures))
+        acks = []
+        for run_id, ending in zip(run_ids, endings, strict=True):
+            accepted = next(results) if ending.run_id is not None else False
+            acks.append(worker_pb2.CompletionAck(run_id=run_id, accepted=accepted))
+            session.outstanding.pop(run_id, None)
+        session.send(worker_pb2.CoordinatorMessage(completion_acks=acks))
+        self._registry.freed()
+
+    def drain(self, worker_id: str) -> bool:
+        """Send Drain to `worker_id` if its stream is here; it then gets no new runs."""
+        session = self._registry.get(worker_id)
+        if session is None:
+            return False
+        session.draining = True
+        session.send(worker_pb2.CoordinatorMessage(drain=worker_pb2.Drain(grace_s=DRAIN_GRACE_S)))
+        log.info("draining worker %s", worker_id)
+        return True
+
+    def cancel(self, refs: list[tuple[str, int, str]]) -> int:
+        """Send cancels for (run id, attempt, worker id) whose worker's stream is here."""
+        by_worker: dict[str, list[worker_pb2.RunRef]] = {}
+        for run_id, attempt, worker_id in refs:
+            session = self._registry.get(worker_id)
+            if session is not None and run_id in session.outstanding:
+                by_worker.setdefault(worker_id, []).append(worker_pb2.RunRef(run_id=run_id, attempt=attempt))
+        for worker_id, cancels in by_worker.items():
+            session = self._registry.get(worker_id)
+            if session is not None:
+                session.send(worker_pb2.CoordinatorMessage(cancels=cancels))
+        return sum(len(c) for c in by_worker.values())
+
+
+def _run_uuid(text: str) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None

@@ -1,0 +1,113 @@
+"""Batched inserts of run log lines: whatever arrived while the last insert ran goes in the next.
+
+Lines are kept in memory up to MAX_BUFFERED; beyond that the oldest are dropped (logs must never
+stall dispatch or completions). A line for a run that is not the sending worker's is discarded by
+the insert itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from zephyr.coordinator.completions import DB_ERRORS
+from zephyr.db.queries import QUERIES
+from zephyr.v1 import worker_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5000
+MAX_BUFFERED = 200_000
+RETRY_DELAY_S = 0.5
+STREAMS = {
+    worker_pb2.LOG_STREAM_STDOUT: "stdout",
+    worker_pb2.LOG_STREAM_STDERR: "stderr",
+    worker_pb2.LOG_STREAM_SYSTEM: "system",
+}
+
+
+class LogSink:
+    """Accepts log lines from streams; a background task inserts them in batches."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._buffer: deque[tuple[Any, str, datetime, str, str]] = deque(maxlen=MAX_BUFFERED)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="log-sink")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def add(self, worker_id: str, lines: Iterable[worker_pb2.LogLine]) -> None:
+        for line in lines:
+            try:
+                ts = datetime.fromtimestamp(line.ts_us / 1_000_000, UTC)
+            except (OverflowError, OSError, ValueError):
+                ts = datetime.now(UTC)
+            self._buffer.append((line.run_id, worker_id, ts, STREAMS.get(line.stream, "stdout"), line.line))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flushed(self) -> None:
+        """Wait until every line added so far has been written (or dropped)."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                count = min(len(self._buffer), MAX_BATCH)
+                batch = [self._buffer[i] for i in range(count)]
+                try:
+                    await self._insert(batch)
+                except DB_ERRORS as exc:
+                    log.warning("writing %d log lines failed (%s); retrying", len(batch), exc)
+                    await asyncio.sleep(RETRY_DELAY_S)
+                    continue
+                for _ in range(count):
+                    if self._buffer:
+                        self._buffer.popleft()
+            self._idle.set()
+
+    async def _insert(self, batch: list[tuple[Any, str, datetime, str, str]]) -> None:
+        run_ids = []
+        keep = []
+        for item in batch:
+            try:
+                run_ids.append(_uuid(item[0]))
+                keep.append(item)
+            except ValueError:
+                continue  # not a run id at all: nothing to attach it to
+        if not keep:
+            return
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                QUERIES["insert_logs"],
+                run_ids,
+                [i[1] for i in keep],
+                [i[2] for i in keep],
+                [i[3] for i in keep],
+                [i[4].replace("\x00", "") for i in keep],
+            )
+
+
+def _uuid(text: str) -> Any:
+    import uuid
+
+    return uuid.UUID(text)

@@ -1,0 +1,148 @@
+"""Background upkeep, safe with any number of coordinators running it at once.
+
+- lease rescue: workers past their lease become `gone`; their running runs end `lost` and their
+  tasks retry or dead-letter like after a failure;
+- timeout backstop: running runs past `deadline_at` (timeout_s + grace) end `timed_out`;
+- cancel sweep: running runs with `cancel_requested` on workers connected here get a cancel sent
+  (in case the `zephyr_cancel` notification was missed);
+- retention: finished runs (with their logs) and long-gone workers older than the retention period
+  are deleted.
+
+Each has `run_once()` returning a count and is driven by `Maintenance.run()`. Concurrency safety
+comes from SKIP LOCKED (worker expiry, retention) and from the fenced run ending (rescue,
+backstop): two coordinators ending the same run both try, exactly one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from zephyr.coordinator.completions import DB_ERRORS, Backoff, RunEnding, apply_endings
+from zephyr.coordinator.gateway import Gateway
+from zephyr.coordinator.registry import Registry
+from zephyr.db.queries import QUERIES
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+RETENTION_EVERY_S = 60.0
+
+
+class Maintenance:
+    """All maintenance jobs of one coordinator."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        backoff: Backoff,
+        *,
+        lease_s: float,
+        retention_s: float,
+        gateway: Gateway | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self._pool = pool
+        self._backoff = backoff
+        self._lease_s = lease_s
+        self._retention_s = retention_s
+        self._gateway = gateway
+        self._registry = registry
+
+    async def rescue_once(self) -> int:
+        """Expire silent workers and end their running runs as lost; returns runs ended."""
+        async with self._pool.acquire() as conn:
+            gone = await conn.fetch(QUERIES["expire_workers"])
+            rows = await conn.fetch(QUERIES["orphaned_runs"], BATCH)
+        if gone:
+            log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
+        endings = [
+            RunEnding(
+                r["id"],
+                r["attempt"],
+                r["worker_id"],
+                "lost",
+                error={"code": "lost", "message": "worker lease expired"},
+            )
+            for r in rows
+        ]
+        return sum(await apply_endings(self._pool, endings, self._backoff))
+
+    async def timeouts_once(self) -> int:
+        """End runs past their deadline as timed out; returns runs ended."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["overdue_runs"], BATCH)
+        endings = [
+            RunEnding(
+                r["id"],
+                r["attempt"],
+                r["worker_id"],
+                "timed_out",
+                error={"code": "timeout", "message": "no completion before the deadline"},
+            )
+            for r in rows
+        ]
+        accepted = await apply_endings(self._pool, endings, self._backoff)
+        if self._gateway is not None:
+            self._gateway.cancel(
+                [
+                    (str(e.run_id), e.attempt, e.worker_id)
+                    for e, ok in zip(endings, accepted, strict=True)
+                    if ok
+                ]
+            )
+        return sum(accepted)
+
+    async def cancels_once(self) -> int:
+        """Re-send cancels for cancel-requested runs of workers connected here; returns cancels sent."""
+        if self._gateway is None or self._registry is None:
+            return 0
+        workers = [s.worker_id for s in self._registry.sessions()]
+        if not workers:
+            return 0
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["cancel_requested_runs"], workers)
+        return self._gateway.cancel([(str(r["id"]), r["attempt"], r["worker_id"]) for r in rows])
+
+    async def retention_once(self) -> int:
+        """Delete finished runs older than the retention period; returns runs deleted."""
+        total = 0
+        async with self._pool.acquire() as conn:
+            while True:
+                status = await conn.execute(QUERIES["delete_old_runs"], self._retention_s, BATCH)
+                deleted = int(status.split()[-1])
+                total += deleted
+                if deleted < BATCH:
+                    break
+            await conn.execute(QUERIES["delete_old_workers"], self._retention_s)
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rescue, backstop and cancel sweep every lease_s/4; retention every minute."""
+        interval = max(0.1, self._lease_s / 4)
+        jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
+            ("rescue", self.rescue_once, interval),
+            ("timeouts", self.timeouts_once, interval),
+            ("cancels", self.cancels_once, interval),
+            ("retention", self.retention_once, RETENTION_EVERY_S),
+        ]
+        loop = asyncio.get_running_loop()
+        due = {name: loop.time() for name, _job, _every in jobs}
+        while not stop.is_set():
+            for name, job, every in jobs:
+                if loop.time() < due[name]:
+                    continue
+                due[name] = loop.time() + every
+                try:
+                    count = await job()
+                    if count:
+                        log.info("maintenance %s: %d", name, count)
+                except DB_ERRORS as exc:
+                    log.warning("maintenance %s failed: %s", name, exc)
+            wait = max(0.0, min(due.values()) - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)

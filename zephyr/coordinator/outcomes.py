@@ -1,0 +1,86 @@
+"""What a finished run does to its task: retry, dead-letter, next firing, or done.
+
+Pure functions, shared by completions, lease rescue and the timeout backstop, so that every way a
+run can end follows the same state machine (docs/design.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from zephyr.schedule import next_fire
+
+RUN_STATUSES = ("succeeded", "failed", "timed_out", "lost", "cancelled")
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run just ended (fenced update done), with its task as it is now."""
+
+    run_id: Any
+    task_id: Any
+    attempt: int
+    status: str  # run status it ended with
+    scheduled_for: datetime
+    started_at: datetime
+    task_status: str
+    attempts: int
+    max_attempts: int
+    recurring: bool
+    overlap: bool
+    schedule: Mapping[str, Any] | None
+    last_run_id: Any
+    retryable: bool = True
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """Set the task to `status`/`next_run_at`/`attempts`, only if it is still `expected`."""
+
+    task_id: Any
+    run_id: Any
+    expected: str
+    status: str
+    next_run_at: datetime | None
+    attempts: int
+
+
+def decide(
+    run: FinishedRun,
+    *,
+    now: datetime,
+    backoff: Callable[[int], float],
+) -> TaskUpdate | None:
+    """The task transition caused by `run` ending, or None when the task must not change.
+
+    The task changes only while it is still in the state this run left it: `running` with
+    `last_run_id` = this run (an overlap recurring task that is `pending` is left alone). A
+    cancelled or paused task is never touched. `backoff(attempt)` gives the retry delay in seconds.
+    """
+    if run.task_status != "running" or run.last_run_id != run.run_id:
+        return None
+
+    def update(status: str, next_run_at: datetime | None, attempts: int) -> TaskUpdate:
+        return TaskUpdate(run.task_id, run.run_id, "running", status, next_run_at, attempts)
+
+    def next_firing() -> TaskUpdate:
+        # The schedule goes on from the firing that ran, not from now: missed ticks fold into one.
+        if run.schedule is None or run.overlap:
+            return update("succeeded", None, run.attempts)
+        fire = next_fire(run.schedule, previous=run.scheduled_for, now=max(run.started_at, now))
+        if fire is None:
+            return update("succeeded", None, run.attempts)
+        return update("pending", fire, 0)
+
+    if run.status == "succeeded":
+        return next_firing() if run.recurring else update("succeeded", None, run.attempts)
+
+    can_retry = run.retryable and run.attempts < run.max_attempts and not (run.recurring and run.overlap)
+    if can_retry:
+        return update("pending", now + timedelta(seconds=backoff(run.attempts)), run.attempts)
+    if run.recurring:
+        return next_firing()
+    return update("dead", None, run.attempts)

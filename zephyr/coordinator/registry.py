@@ -1,0 +1,136 @@
+"""The workers connected to this coordinator, their free slots, and the slot plan of a claim.
+
+Free slots are counted here, not trusted from heartbeats: free = capacity - outstanding runs
+(assigned and not yet completed), and zero while draining. A heartbeat's own figure is only
+informative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zephyr import metrics
+from zephyr.v1 import worker_pb2
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """One open stream of a registered worker. Messages go down through `outbox`."""
+
+    worker_id: str
+    capacity: int
+    task_types: frozenset[str]
+    outstanding: dict[str, int] = field(default_factory=dict)  # run id -> attempt
+    draining: bool = False
+    closed: bool = False
+    outbox: asyncio.Queue[worker_pb2.CoordinatorMessage | None] = field(default_factory=asyncio.Queue)
+
+    @property
+    def free(self) -> int:
+        if self.draining or self.closed:
+            return 0
+        return max(0, self.capacity - len(self.outstanding))
+
+    def send(self, message: worker_pb2.CoordinatorMessage) -> bool:
+        """Queue `message` for the stream; False when the stream has closed."""
+        if self.closed:
+            return False
+        self.outbox.put_nowait(message)
+        return True
+
+
+def slot_plan(sessions: Sequence[WorkerSession], rotation: int = 0) -> list[str]:
+    """Worker id per slot, for a claim: each slot goes to the worker with the most free slots left.
+
+    Ties are broken by position rotated by `rotation`, so equal workers take turns across claims.
+    Never plans more slots for a worker than it has free.
+    """
+    count = len(sessions)
+    heap: list[tuple[int, int, int]] = []
+    for index, session in enumerate(sessions):
+        if session.free > 0:
+            heap.append((-session.free, (index - rotation) % count, index))
+    heapq.heapify(heap)
+    plan: list[str] = []
+    while heap:
+        neg_free, order, index = heapq.heappop(heap)
+        plan.append(sessions[index].worker_id)
+        if neg_free + 1 < 0:
+            heapq.heappush(heap, (neg_free + 1, order, index))
+    return plan
+
+
+class Registry:
+    """Sessions by worker id; the dispatcher's view of capacity."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, WorkerSession] = {}
+        self._rotation = 0
+        self.changed = asyncio.Event()  # set when capacity may have grown (new worker, freed slot)
+
+    def add(self, session: WorkerSession) -> WorkerSession | None:
+        """Register `session`; returns the session it replaces (same worker id), if any."""
+        previous = self._sessions.get(session.worker_id)
+        self._sessions[session.worker_id] = session
+        self._update_gauges()
+        self.changed.set()
+        return previous
+
+    def remove(self, session: WorkerSession) -> None:
+        session.closed = True
+        if self._sessions.get(session.worker_id) is session:
+            del self._sessions[session.worker_id]
+        self._update_gauges()
+
+    def get(self, worker_id: str) -> WorkerSession | None:
+        return self._sessions.get(worker_id)
+
+    def sessions(self) -> list[WorkerSession]:
+        return list(self._sessions.values())
+
+    def find_run(self, run_id: str) -> WorkerSession | None:
+        for session in self._sessions.values():
+            if run_id in session.outstanding:
+                return session
+        return None
+
+    def freed(self) -> None:
+        self._update_gauges()
+        self.changed.set()
+
+    def total_free(self) -> int:
+        return sum(s.free for s in self._sessions.values())
+
+    def plans(self, limit: int) -> list[tuple[list[str], list[str]]]:
+        """(task types, slot plan) per group of workers offering the same types, at most `limit`
+        slots in all. Groups with the most free slots come first."""
+        groups: dict[frozenset[str], list[WorkerSession]] = {}
+        for session in self._sessions.values():
+            if session.free > 0 and session.task_types:
+                groups.setdefault(session.task_types, []).append(session)
+        self._rotation += 1
+        result = []
+        remaining = limit
+        for types, members in sorted(groups.items(), key=lambda kv: -sum(s.free for s in kv[1])):
+            if remaining <= 0:
+                break
+            plan = slot_plan(members, self._rotation)[:remaining]
+            remaining -= len(plan)
+            result.append((sorted(types), plan))
+        return result
+
+    def _update_gauges(self) -> None:
+        metrics.WORKERS_CONNECTED.set(len(self._sessions))
+        metrics.FREE_SLOTS.set(self.total_free())
+
+
+def assignment_groups(rows: Iterable[Any]) -> dict[str, list[Any]]:
+    """Claimed rows grouped by worker id, in claim order."""
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row["worker_id"], []).append(row)
+    return grouped

@@ -1,0 +1,191 @@
+"""`zephyr coordinator`: `serve(config, stop)` wires the database, the gRPC server and the loops.
+
+Start-up: pool (waits for the database), migrations under their advisory lock, then the gRPC
+server with WorkerGateway, Admin, health and reflection on ZEPHYR_GRPC_ADDR. Background loops
+(listener, dispatcher, maintenance, batchers) run supervised: if one dies the service stops
+with its error instead of running on half-alive. On `stop`: health goes NOT_SERVING, streams end
+(workers reconnect elsewhere), pending completions are applied, the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from zephyr.config import CoordinatorConfig
+from zephyr.coordinator.admin import Admin
+from zephyr.coordinator.auth import TokenInterceptor
+from zephyr.coordinator.completions import DB_ERRORS, Backoff, CompletionBatcher
+from zephyr.coordinator.dispatcher import Dispatcher
+from zephyr.coordinator.gateway import Gateway
+from zephyr.coordinator.listener import Listener
+from zephyr.coordinator.logs_sink import LogSink
+from zephyr.coordinator.maintenance import Maintenance
+from zephyr.coordinator.registry import Registry
+from zephyr.db.migrate import migrate
+from zephyr.db.pool import create_pool
+from zephyr.errors import StartupError
+from zephyr.rpc import SERVER_OPTIONS
+from zephyr.v1 import admin_pb2, admin_pb2_grpc, worker_pb2, worker_pb2_grpc
+from zephyr.worker.metrics_http import serve_metrics
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 2.0
+# A run's deadline backstop fires this long after its timeout_s: the worker enforces the timeout
+# itself and reports it; the backstop is for a worker that cannot.
+MIN_DEADLINE_GRACE_S = 5.0
+
+
+def default_coordinator_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def serve(config: CoordinatorConfig, stop: asyncio.Event) -> None:
+    """Run a coordinator until `stop` is set."""
+    dsn = config.require_database()
+    coordinator_id = config.coordinator_id or default_coordinator_id()
+    pool = await create_pool(dsn, min_size=2, max_size=config.db_pool_size)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        await _serve(config, stop, pool, coordinator_id)
+    finally:
+        await pool.close()
+
+
+async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coordinator_id: str) -> None:
+    backoff = Backoff(config.retry_base_s, config.retry_cap_s)
+    registry = Registry()
+    batcher = CompletionBatcher(pool, backoff)
+    logs = LogSink(pool)
+    gateway = Gateway(
+        pool,
+        registry,
+        batcher,
+        logs,
+        coordinator_id=coordinator_id,
+        heartbeat_s=config.heartbeat_s,
+        lease_s=config.lease_s,
+    )
+    dispatcher = Dispatcher(
+        pool,
+        registry,
+        batcher,
+        coordinator_id=coordinator_id,
+        poll_s=config.poll_s,
+        grace_s=max(MIN_DEADLINE_GRACE_S, config.lease_s),
+    )
+    maintenance = Maintenance(
+        pool,
+        backoff,
+        lease_s=config.lease_s,
+        retention_s=config.retention_days * 86400,
+        gateway=gateway,
+        registry=registry,
+    )
+    side_tasks: set[asyncio.Task[Any]] = set()
+
+    def on_cancel(payload: str | None) -> None:
+        if payload is None:  # (re)connected: notifications may have been missed
+            _spawn(side_tasks, maintenance.cancels_once())
+            return
+        with contextlib.suppress(ValueError):
+            uuid.UUID(payload)
+            session = registry.find_run(payload)
+            if session is not None:
+                gateway.cancel([(payload, session.outstanding[payload], session.worker_id)])
+
+    def on_drain(payload: str | None) -> None:
+        if payload:
+            gateway.drain(payload)
+
+    listener = Listener(
+        dsn=config.require_database(),
+        handlers={
+            "zephyr_tasks": dispatcher.on_tasks_notify,
+            "zephyr_cancel": on_cancel,
+            "zephyr_drain": on_drain,
+        },
+    )
+
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[TokenInterceptor(config.cluster_token)])
+    worker_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, server)
+    admin_pb2_grpc.add_AdminServicer_to_server(Admin(pool), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            worker_pb2.DESCRIPTOR.services_by_name["WorkerGateway"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    if server.add_insecure_port(str(config.grpc_addr)) == 0:
+        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}")
+    metrics_runner = await serve_metrics(config.metrics_addr) if config.metrics_addr else None
+
+    batcher.start()
+    logs.start()
+    loops_stop = asyncio.Event()
+    loops = [
+        asyncio.create_task(listener.run(loops_stop), name="listener"),
+        asyncio.create_task(dispatcher.run(loops_stop), name="dispatcher"),
+        asyncio.create_task(maintenance.run(loops_stop), name="maintenance"),
+    ]
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("zephyr.v1.WorkerGateway", "zephyr.v1.Admin"):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("coordinator %s listening on %s", coordinator_id, config.grpc_addr)
+    failure: BaseException | None = None
+    try:
+        stop_wait = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stop_wait, *loops], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        for task in done:
+            if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                failure = task.exception()
+                log.error("%s loop died: %r; stopping", task.get_name(), failure)
+    finally:
+        await health.enter_graceful_shutdown()
+        loops_stop.set()
+        await server.stop(SHUTDOWN_GRACE_S)
+        await asyncio.wait(loops, timeout=SHUTDOWN_GRACE_S)
+        for task in [*loops, *side_tasks]:
+            task.cancel()
+        await asyncio.gather(*loops, *side_tasks, return_exceptions=True)
+        await batcher.drain(SHUTDOWN_GRACE_S)
+        await batcher.close()
+        await logs.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+    if failure is not None:
+        raise StartupError(f"coordinator loop failed: {failure!r}")
+
+
+def _spawn(tasks: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> None:
+    async def guarded() -> None:
+        try:
+            await coro
+        except DB_ERRORS as exc:
+            log.warning("background job failed: %s", exc)
+
+    task = asyncio.create_task(guarded())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
