@@ -133,8 +133,16 @@ async def run(args: argparse.Namespace) -> int:
         for name in args.scenarios:
             _say(f"{name} ...")
             t0 = time.perf_counter()
+            (log_dir / name).mkdir(parents=True, exist_ok=True)
             try:
                 results[name] = await _runner(name)(server, scale, log_dir / name)
+                errors.update(
+                    {
+                        f"{name}.{part}": value["error"]
+                        for part, value in results[name].items()
+                        if isinstance(value, dict) and "error" in value
+                    }
+                )
                 _say(f"{name} done in {time.perf_counter() - t0:.0f}s: {_brief(results[name])}")
             except Exception as exc:
                 errors[name] = f"{type(exc).__name__}: {exc}"

@@ -177,14 +177,14 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     slow = _get(results, "trickle", "at_peer_rate", "due_to_started")
+    peer_rate = _get(results, "peers", "celery", "latency_rate_per_s") or _get(
+        results, "peers", "procrastinate", "latency_rate_per_s"
+    )
+    if slow or peer_rate:
+        out.append(Row(f"due->started p50 / p99 at {peer_rate or 0:.0f}/s", "", "", ""))
     if slow:
         out.append(
-            Row(
-                f"due->started p50 / p99 at {_get(results, 'trickle', 'at_peer_rate', 'rate_per_s'):.0f}/s: Zephyr",
-                "",
-                f"{_num(slow['p50_ms'], '', 2)} / {_num(slow['p99_ms'], '', 2)} ms",
-                "",
-            )
+            Row("  Zephyr", "", f"{_num(slow['p50_ms'], '', 2)} / {_num(slow['p99_ms'], '', 2)} ms", "")
         )
     for peer in ("procrastinate", "celery"):
         lat = _get(results, "peers", peer, "due_to_started")
@@ -195,7 +195,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             if slow:
                 out.append(
                     Row(
-                        f"  ratio {peer} / Zephyr p50, p99",
+                        f"    ratio {peer} / Zephyr (p50, p99)",
                         "",
                         f"{_num(ratio(lat['p50_ms'], slow['p50_ms']), 'x', 1)}, "
                         f"{_num(ratio(lat['p99_ms'], slow['p99_ms']), 'x', 1)}",
@@ -290,36 +290,43 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     runs = _get(results, "burst", "by_workers") or []
     series = _latency_series(results)
     if not runs and not series:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    workers = [r["workers"] for r in runs] or [1, 2, 4]
     if runs:
-        workers = [r["workers"] for r in runs]
         left.plot(
             workers, [r["end_to_end_per_s"] for r in runs], "o-", label="Zephyr end to end (submit included)"
         )
         left.plot(workers, [r["processing_per_s"] for r in runs], "s--", label="Zephyr processing")
-        left.axhline(
-            TARGET_BURST_PER_S, color="grey", linestyle=":", label=f"target {TARGET_BURST_PER_S:,}/s"
-        )
-        for peer, colour in (("celery", "tab:green"), ("procrastinate", "tab:red")):
-            peer_rate = _get(results, "peers", peer, "processing_per_s")
-            if peer_rate:
-                left.axhline(peer_rate, color=colour, linestyle="-.", label=f"{peer} (1 worker x10)")
-        big = _get(results, "bigtable", "burst")
-        if big:
-            left.plot(
-                [big["workers"]], [big["end_to_end_per_s"]], "D", color="black", label="Zephyr, big table"
-            )
-        left.set_xticks(workers)
-        left.set_xlabel("workers")
-        left.set_ylabel("tasks per second")
         left.set_title(f"Burst of {runs[0]['tasks']:,} no-op tasks")
-        left.set_ylim(bottom=0)
-        left.legend(fontsize=8)
+    else:
+        left.set_title("Burst (Zephyr not measured in this run)")
+    left.axhline(TARGET_BURST_PER_S, color="grey", linestyle=":", label=f"target {TARGET_BURST_PER_S:,}/s")
+    for peer, colour in (("celery", "tab:green"), ("procrastinate", "tab:red")):
+        peer_rate = _get(results, "peers", peer, "processing_per_s")
+        if peer_rate:
+            left.axhline(
+                peer_rate, color=colour, linestyle="-.", label=f"{peer}, 1 worker x10: {peer_rate:,.0f}/s"
+            )
+    big = _get(results, "bigtable", "burst")
+    if big:
+        left.plot(
+            [big["workers"]],
+            [big["end_to_end_per_s"]],
+            "D",
+            color="black",
+            label="Zephyr end to end, big table",
+        )
+    left.set_xticks(workers)
+    left.set_xlabel("workers")
+    left.set_ylabel("tasks per second")
+    left.set_ylim(bottom=0)
+    left.legend(fontsize=8)
     if series:
         keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
         width = 0.8 / len(series)
@@ -328,6 +335,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
             right.bar(xs, [max(summary[k], 0.01) for k in keys], width, label=label)
         right.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], [k[:-3] for k in keys])
         right.set_yscale("log")
+        right.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        right.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         right.axhline(TARGET_P99_MS, color="grey", linestyle=":", label=f"p99 target {TARGET_P99_MS:.0f} ms")
         right.set_ylabel("due -> started, ms (log)")
         right.set_title("Latency percentiles")
@@ -350,8 +359,14 @@ def _latency_series(results: dict[str, Any]) -> list[tuple[str, dict[str, float]
             f"Zephyr {_get(results, 'trickle', 'at_peer_rate', 'rate_per_s') or 0:.0f}/s",
             _get(results, "trickle", "at_peer_rate", "due_to_started"),
         ),
-        ("procrastinate", _get(results, "peers", "procrastinate", "due_to_started")),
-        ("celery", _get(results, "peers", "celery", "due_to_started")),
+        (
+            f"procrastinate {_get(results, 'peers', 'procrastinate', 'latency_rate_per_s') or 0:.0f}/s",
+            _get(results, "peers", "procrastinate", "due_to_started"),
+        ),
+        (
+            f"celery {_get(results, 'peers', 'celery', 'latency_rate_per_s') or 0:.0f}/s",
+            _get(results, "peers", "celery", "due_to_started"),
+        ),
     ]
     return [(label, summary) for label, summary in candidates if summary and summary.get("count")]
 
