@@ -200,3 +200,7 @@ ORDER BY u.ord;
 -- In the transaction that marks the worker draining: the coordinator holding its stream sends Drain.
 -- $1 worker_id
 SELECT pg_notify('zephyr_drain', $1);
+
+-- name: run_status_counts
+-- Runs by status: how many, and of how many distinct tasks (a task run twice shows runs > tasks).
+SELECT status, count(*) AS runs, count(DISTINCT task_id) AS tasks FROM task_runs GROUP BY status;
