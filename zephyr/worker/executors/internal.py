@@ -56,8 +56,8 @@ class InternalExecutor:
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
         check_fields(payload, FIELDS, {"function"})
         name = get_str(payload, "function") or ""
-        args = payload.get("args") or []
-        kwargs = payload.get("kwargs") or {}
+        args = payload.get("args", [])
+        kwargs = payload.get("kwargs", {})
         if not isinstance(args, list):
             raise invalid("args", "must be a list")
         if not isinstance(kwargs, dict):

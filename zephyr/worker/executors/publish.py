@@ -81,7 +81,7 @@ class PublishExecutor:
                 if self._pg is None or self._pg.is_closed():
                     self._pg = await connect(self._database_url)
                 await self._pg.execute(QUERIES["publish_notify"], channel, text)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except Exception as exc:  # any driver trouble: drop the connection, reopen next time
             if self._pg is not None and not self._pg.is_closed():
                 self._pg.terminate()
             self._pg = None

@@ -1,0 +1,40 @@
+"""Internal task functions registered the way a user module would, for worker tests."""
+
+from __future__ import annotations
+
+import threading
+
+import zephyr
+
+
+@zephyr.task("tests.add")
+def add(a: int, b: int) -> int:
+    """Sync: runs in the worker's thread pool."""
+    return a + b
+
+
+@zephyr.task("tests.thread_name")
+def thread_name() -> str:
+    return threading.current_thread().name
+
+
+@zephyr.task("tests.async_greet")
+async def async_greet(name: str = "world") -> dict[str, str]:
+    return {"greeting": f"hello {name}"}
+
+
+@zephyr.task("tests.boom")
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+@zephyr.task("tests.not_json")
+def not_json() -> object:
+    return object()
+
+
+@zephyr.task("tests.echo_secret")
+def echo_secret(value: str) -> dict[str, str]:
+    """Returns what it was given: a secret passed in must come back masked."""
+    print(f"got {value}")
+    return {"value": value, "again": f"<{value}>"}

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zephyr.errors import TaskFailed
+from zephyr.worker.runner import mask_value
+from zephyr.worker.secrets import Masker, resolve
+
+
+def test_resolve_replaces_references_anywhere_and_collects_values() -> None:
+    payload = {
+        "url": "https://x",
+        "headers": {"Authorization": {"$secret": "TOKEN"}},
+        "argv": ["a", {"$secret": "PW"}],
+    }
+    env = {"ZEPHYR_SECRET_TOKEN": "tok-123", "ZEPHYR_SECRET_PW": "hunter2"}
+    resolved, values = resolve(payload, env)
+    assert resolved == {"url": "https://x", "headers": {"Authorization": "tok-123"}, "argv": ["a", "hunter2"]}
+    assert sorted(values) == ["hunter2", "tok-123"]
+    # the input is not modified: the payload the coordinator sent keeps its references
+    assert payload["headers"] == {"Authorization": {"$secret": "TOKEN"}}
+
+
+def test_missing_secret_names_field_and_variable() -> None:
+    with pytest.raises(TaskFailed) as info:
+        resolve({"headers": {"X": {"$secret": "NOPE"}}}, {})
+    assert "payload.headers.X" in str(info.value)
+    assert "ZEPHYR_SECRET_NOPE" in str(info.value)
+    assert info.value.code == "missing_secret"
+
+
+def test_malformed_reference_is_not_retryable() -> None:
+    with pytest.raises(TaskFailed) as info:
+        resolve({"a": [{"$secret": "bad name"}]}, {})
+    assert "payload.a[0]" in str(info.value)
+    assert info.value.retryable is False
+
+
+def test_a_dict_with_more_keys_is_not_a_reference() -> None:
+    payload = {"x": {"$secret": "A", "other": 1}}
+    assert resolve(payload, {}) == (payload, [])
+
+
+def test_masker_masks_plain_and_json_escaped_forms_longest_first() -> None:
+    masker = Masker(['pa"ss', "pa"])
+    assert masker.mask('x pa"ss y') == "x *** y"
+    assert masker.mask(json.dumps({"v": 'pa"ss'})) == '{"v": "***"}'
+    assert masker.mask("papa") == "******"
+    assert not Masker([""])
+    assert Masker([]).mask("anything") == "anything"
+
+
+def test_mask_value_keeps_json_valid() -> None:
+    masker = Masker(["s3cr3t", "1"])
+    value = {"body": "the s3cr3t is here", "s3cr3t": [1, "s3cr3t"], "n": 11}
+    masked = mask_value(value, masker)
+    assert masked == {"body": "the *** is here", "***": [1, "***"], "n": 11}
+    json.loads(json.dumps(masked))
