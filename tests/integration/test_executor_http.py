@@ -14,7 +14,6 @@ from zephyr.errors import TaskFailed
 from zephyr.worker.executors.base import RunFailure
 from zephyr.worker.executors.http import BODY_CAP_BYTES, MAX_REDIRECTS, HttpExecutor
 
-
 SEEN = web.AppKey("seen", list)
 
 

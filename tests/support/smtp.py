@@ -33,7 +33,7 @@ class Mailbox:
     received: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(raw), raw)
