@@ -100,7 +100,7 @@ async def test_insert_notifies_coordinators_with_next_run_at(api: Api, database_
 async def test_get_shows_the_newest_run_as_last_run(api: Api) -> None:
     _, task = await api.call("POST", "/v1/tasks", json=HTTP_TASK)
     task_id = uuid.UUID(task["id"])
-    older, newer = new_id(), new_id()
+    older, newer = sorted([new_id(), new_id()])  # ids within one millisecond order randomly
     for run_id, attempt, status in ((older, 1, "failed"), (newer, 2, "running")):
         await api.pool.execute(
             "INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,"
