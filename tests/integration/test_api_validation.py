@@ -1,0 +1,172 @@
+"""Every validation error answers the error shape naming its field, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.support.api_server import Api, running_api
+
+URL = "http://127.0.0.1:9/"
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    async with running_api(database_url, ZEPHYR_MAX_BODY_BYTES="400000") as api:
+        yield api
+
+
+def http(**extra: Any) -> dict[str, Any]:
+    return {"type": "http", "payload": {"url": URL}, **extra}
+
+
+CASES: list[tuple[Any, int, str, str | None]] = [
+    # (body, status, code, field)
+    ({"payload": {"url": URL}}, 400, "invalid_request", "type"),
+    ({"type": "ftp", "payload": {}}, 400, "invalid_request", "type"),
+    ({"type": "http"}, 400, "invalid_request", "payload"),
+    (http(colour="red"), 400, "invalid_request", "colour"),
+    ({"type": "http", "payload": {"url": URL, "verb": "GET"}}, 400, "invalid_request", "payload.verb"),
+    ({"type": "http", "payload": {"url": "example.com"}}, 400, "invalid_request", "payload.url"),
+    ({"type": "http", "payload": {"url": URL, "method": "FETCH"}}, 400, "invalid_request", "payload.method"),
+    ({"type": "http", "payload": {"url": URL, "expect_status": 700}}, 400, "invalid_request", "payload.expect_status"),
+    ({"type": "http", "payload": {"url": URL, "headers": {"a": 1}}}, 400, "invalid_request", "payload.headers.a"),
+    ({"type": "http", "payload": {"url": {"$secret": "bad name"}}}, 400, "invalid_request", "payload.url"),
+    ({"type": "http", "payload": {"url": URL, "timeout_s": -1}}, 400, "invalid_request", "payload.timeout_s"),
+    ({"type": "email", "payload": {"to": [], "subject": "s", "body": "b"}}, 400, "invalid_request", "payload.to"),
+    ({"type": "email", "payload": {"to": "a@b", "body": "b"}}, 400, "invalid_request", "payload.subject"),
+    ({"type": "shell", "payload": {}}, 400, "invalid_request", "payload"),
+    ({"type": "shell", "payload": {"command": "ls", "argv": ["ls"]}}, 400, "invalid_request", "payload"),
+    ({"type": "shell", "payload": {"argv": "ls"}}, 400, "invalid_request", "payload.argv"),
+    ({"type": "internal", "payload": {"function": "x", "args": {}}}, 400, "invalid_request", "payload.args"),
+    ({"type": "internal", "payload": {"function": "x", "kwargs": []}}, 400, "invalid_request", "payload.kwargs"),
+    ({"type": "publish", "payload": {"channel": "c", "message": "m", "backend": "kafka"}}, 400, "invalid_request",
+     "payload.backend"),
+    (http(schedule={"cron": "* * * *"}), 400, "invalid_schedule", "schedule.cron"),
+    (http(schedule={"cron": "0 9 * * *", "timezone": "Europe/Atlantis"}), 400, "invalid_schedule",
+     "schedule.timezone"),
+    (http(schedule={"at": "tomorrow"}), 400, "invalid_schedule", "schedule.at"),
+    (http(schedule={"delay_s": -5}), 400, "invalid_schedule", "schedule.delay_s"),
+    (http(schedule={"every_s": 0}), 400, "invalid_schedule", "schedule.every_s"),
+    (http(schedule={}), 400, "invalid_schedule", "schedule"),
+    (http(schedule={"at": "2030-01-01T00:00:00Z", "every_s": 5}), 400, "invalid_schedule", "schedule"),
+    (http(schedule={"delay_s": 5, "overlap": True}), 400, "invalid_schedule", "schedule"),
+    (http(schedule={"every_s": 5, "end_at": "2001-01-01T00:00:00Z"}), 400, "invalid_schedule", "schedule.end_at"),
+    (http(schedule={"cron": "0 0 30 2 *"}), 400, "invalid_schedule", "schedule.cron"),
+    (http(schedule={"every_s": 5, "when": 1}), 400, "invalid_schedule", "schedule.when"),
+    (http(name="x" * 201), 400, "invalid_request", "name"),
+    (http(priority="high"), 400, "invalid_request", "priority"),
+    (http(priority=10**12), 400, "invalid_request", "priority"),
+    (http(max_attempts=0), 400, "invalid_request", "max_attempts"),
+    (http(timeout_s=0), 400, "invalid_request", "timeout_s"),
+    (http(idempotency_key=""), 400, "invalid_request", "idempotency_key"),
+    ({"type": "internal", "payload": {"function": "f", "args": ["a\u0000b"]}}, 400, "invalid_request",
+     "payload.args[0]"),
+    ([http()], 400, "invalid_request", None),
+    ("text", 400, "invalid_request", None),
+    ({"type": "internal", "payload": {"function": "f", "args": ["x" * 270_000]}}, 413, "too_large", "payload"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), CASES)
+async def test_bad_task_is_refused_naming_the_field(
+    api: Api, body: Any, status: int, code: str, field: str | None
+) -> None:
+    got_status, got = await api.call("POST", "/v1/tasks", json=body)
+    assert got_status == status, got
+    assert got["error"]["code"] == code, got
+    assert got["error"].get("field") == field, got
+    assert got["error"]["message"]
+    assert await api.pool.fetchval("SELECT count(*) FROM tasks") == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"", b'{"type": "http", "payload": {"url": NaN}}', b"\xff\xfe", b'{"a": 1e999}', b"[" * 5000],
+)
+async def test_malformed_json_is_400(api: Api, raw: bytes) -> None:
+    async with api.session.post(
+        api.url("/v1/tasks"), data=raw, headers={"Content-Type": "application/json"}
+    ) as r:
+        body = await r.json()
+    assert r.status == 400, body
+    assert body["error"]["code"] in ("invalid_json", "invalid_request")
+
+
+async def test_body_above_the_limit_is_413(api: Api) -> None:
+    big = json.dumps(http(name="n", payload={"url": URL, "body": "x" * 500_000}))
+    async with api.session.post(api.url("/v1/tasks"), data=big) as resp:
+        body = await resp.json()
+    assert resp.status == 413
+    assert body["error"]["code"] == "too_large"
+
+
+async def test_body_limit_without_content_length_is_413(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 10_000
+
+    async with api.session.post(api.url("/v1/tasks"), data=chunks()) as resp:
+        body = await resp.json()
+    assert resp.status == 413, body
+
+
+async def test_secrets_are_accepted_where_strings_are_and_stored_as_given(api: Api) -> None:
+    payload = {
+        "method": "POST",
+        "url": {"$secret": "HOOK_URL"},
+        "headers": {"Authorization": {"$secret": "HOOK_TOKEN"}},
+        "body": {"text": "hi"},
+        "expect_status": [200, 204],
+        "timeout_s": 5,
+        "follow_redirects": False,
+    }
+    status, task = await api.call("POST", "/v1/tasks", json={"type": "http", "payload": payload})
+    assert status == 201, task
+    assert task["payload"] == payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "email", "payload": {"to": ["a@x", {"$secret": "BOSS"}], "subject": "s", "body": "b",
+                                      "html": "<b>b</b>", "from": "me@x", "cc": "c@x", "bcc": ["d@x"]}},
+        {"type": "shell", "payload": {"command": "echo hi", "env": {"A": "1"}, "cwd": "/tmp"}},
+        {"type": "shell", "payload": {"argv": ["echo", "hi"]}},
+        {"type": "internal", "payload": {"function": "reports.build", "args": [1, "x"], "kwargs": {"k": [1]}}},
+        {"type": "publish", "payload": {"channel": "news", "message": {"any": "json"}, "backend": "postgres"}},
+        {"type": "http", "payload": {"url": URL, "body": "plain text", "expect_status": 404}},
+    ],
+)  # fmt: skip
+async def test_every_type_is_accepted(api: Api, payload: dict[str, Any]) -> None:
+    status, task = await api.call("POST", "/v1/tasks", json=payload)
+    assert status == 201, task
+    assert task["payload"] == payload["payload"]
+
+
+async def test_unknown_route_and_method_use_the_error_shape(api: Api) -> None:
+    status, body = await api.call("GET", "/v1/nothing")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = await api.call("DELETE", "/v1/tasks")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+
+
+async def test_openapi_document_is_3_1_and_covers_the_api(api: Api) -> None:
+    status, doc = await api.call("GET", "/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/tasks", "/v1/tasks/batch", "/v1/tasks/{id}", "/v1/runs/{run_id}/logs", "/v1/stats"} <= set(
+        doc["paths"]
+    )
+    schemas = doc["components"]["schemas"]
+    assert {"HttpTask", "EmailTask", "ShellTask", "InternalTask", "PublishTask", "Schedule", "Error"} <= set(
+        schemas
+    )
+    assert schemas["HttpTask"]["additionalProperties"] is False
+    # every $ref resolves
+    text = json.dumps(doc)
+    for ref in {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}:
+        assert ref in schemas, ref
