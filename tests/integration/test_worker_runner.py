@@ -1,0 +1,121 @@
+"""The runner with real executors: secret masking, timeouts, and output under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.support.cluster import wait_until
+from tests.support.protocol_server import assignment
+from zephyr.v1 import worker_pb2 as pb
+from zephyr.worker.executors.internal import InternalExecutor
+from zephyr.worker.executors.shell import ShellExecutor
+from zephyr.worker.outbox import Outbox
+from zephyr.worker.runner import Runner
+
+SECRET = "s3cr3t-Value-42"
+ENV = {"ZEPHYR_SECRET_TOKEN": SECRET}
+
+
+def make_runner(outbox: Outbox, *, log_lines_per_run: int = 10_000) -> Runner:
+    executors = {"shell": ShellExecutor("*"), "internal": InternalExecutor(["tests.support.tasks.sample"])}
+    return Runner(executors, outbox, capacity=10, log_lines_per_run=log_lines_per_run, environ=ENV)  # type: ignore[arg-type]
+
+
+async def drain_until_done(
+    outbox: Outbox, run_ids: set[str]
+) -> tuple[list[pb.LogLine], dict[str, pb.Completion]]:
+    lines: list[pb.LogLine] = []
+    done: dict[str, pb.Completion] = {}
+    while not run_ids <= done.keys():
+        await asyncio.wait_for(outbox.wait(), 20)
+        got_lines, got_done = outbox.take()
+        lines += got_lines
+        done.update((c.run_id, c) for c in got_done)
+    return lines, done
+
+
+async def test_secrets_are_resolved_for_the_run_and_masked_in_logs_results_and_errors() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    ref = {"$secret": "TOKEN"}
+    runner.start(
+        assignment(
+            "sh", "shell", json.dumps({"command": 'echo "token=$T"; echo "$T" >&2', "env": {"T": ref}})
+        )
+    )
+    runner.start(assignment("echo", "internal", json.dumps({"function": "tests.echo_secret", "args": [ref]})))
+    runner.start(
+        assignment("fail", "internal", json.dumps({"function": "zephyr.fail", "kwargs": {"message": ref}}))
+    )
+    runner.start(
+        assignment(
+            "missing",
+            "internal",
+            json.dumps({"function": "zephyr.echo", "kwargs": {"x": {"$secret": "NOPE"}}}),
+        )
+    )
+    lines, done = await drain_until_done(outbox, {"sh", "echo", "fail", "missing"})
+    everything = " ".join(x.line for x in lines) + " ".join(str(c) for c in done.values())
+    assert SECRET not in everything
+    assert [x.line for x in lines if x.run_id == "sh" and x.stream != pb.LOG_STREAM_SYSTEM] == [
+        "token=***",
+        "***",
+    ]
+    assert done["sh"].outcome == pb.RUN_OUTCOME_SUCCEEDED
+    assert json.loads(done["echo"].result_json) == {"value": "***", "again": "<***>"}
+    assert (done["fail"].outcome, done["fail"].error_message) == (pb.RUN_OUTCOME_FAILED, "***")
+    assert done["missing"].error_code == "missing_secret"
+    assert "ZEPHYR_SECRET_NOPE" in done["missing"].error_message
+
+
+async def test_a_run_printing_100000_lines_does_not_hold_up_the_others() -> None:
+    outbox = Outbox(max_lines=1_000)
+    outbox.set_connected(True)
+    runner = make_runner(outbox, log_lines_per_run=5_000)
+    runner.start(assignment("chatty", "shell", json.dumps({"command": "seq 1 100000"})))
+    # Nobody drains the outbox yet: the chatty run fills the bounded buffer and waits there...
+    await wait_until(lambda: _async(len(outbox._lines) >= outbox.max_lines), what="buffer full")
+    runner.start(assignment("quick", "internal", '{"function": "zephyr.echo", "kwargs": {"ok": true}}'))
+
+    # ...while another run still completes and its completion is ready to go out at once.
+    async def quick_ready() -> bool:
+        return outbox.has_unacked("quick")
+
+    await wait_until(quick_ready, what="quick run completed")
+    assert "chatty" in runner.runs and len(outbox._lines) <= outbox.max_lines
+    lines, completions = outbox.take()
+    assert [c.run_id for c in completions] == ["quick"]
+    more, done = await drain_until_done(outbox, {"chatty"})
+    chatty = [x for x in lines + more if x.run_id == "chatty"]
+    assert len(chatty) == 5_001 and "truncated" in chatty[-1].line
+    assert done["chatty"].outcome == pb.RUN_OUTCOME_SUCCEEDED  # the pipe was read to its end
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_timeout_is_enforced_for_internal_async_functions() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    runner.start(
+        assignment("t", "internal", '{"function": "zephyr.sleep", "kwargs": {"seconds": 60}}', timeout_s=0.2)
+    )
+    _, done = await drain_until_done(outbox, {"t"})
+    assert (done["t"].outcome, done["t"].error_code) == (pb.RUN_OUTCOME_TIMED_OUT, "timeout")
+    assert "0.2s" in done["t"].error_message
+
+
+async def test_duplicate_assignment_is_ignored_and_bad_json_is_not_retryable() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    runner.start(assignment("d", "internal", '{"function": "zephyr.sleep", "kwargs": {"seconds": 0.1}}'))
+    runner.start(assignment("d", "internal", '{"function": "zephyr.sleep", "kwargs": {"seconds": 0.1}}'))
+    assert runner.running == 1
+    runner.start(assignment("j", "internal", "{not json"))
+    _, done = await drain_until_done(outbox, {"d", "j"})
+    assert (done["j"].error_code, done["j"].retryable) == ("invalid_payload", False)
