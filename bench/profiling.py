@@ -3,7 +3,7 @@
 py-spy attaches to running processes from outside (ptrace), so the services run unmodified. Each
 profile is kept as py-spy's raw collapsed stacks (`<name>.txt` in the log directory, loadable in
 speedscope or flamegraph.pl) and summarised here as the functions with the most samples on top of
-the stack (self) and anywhere in it (inclusive). Only busy samples count: py-spy leaves out threads
+the stack (self, any code) and anywhere in it (inclusive, Zephyr's own functions only). Only busy samples count: py-spy leaves out threads
 waiting in the kernel (an idle event loop in epoll).
 """
 
@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-SAMPLE_RATE_HZ = 100
+SAMPLE_RATE_HZ = 200
 TOP = 15
 _LINE_NUMBER = re.compile(r":\d+\)$")
 
@@ -73,6 +73,11 @@ class Recorder:
         return summarise(self.output.read_text(errors="replace"), seconds)
 
 
+def _ours(frame: str) -> bool:
+    """Frames of Zephyr's own code (the service entry points excepted): where a change would go."""
+    return "(zephyr/" in frame and "(zephyr/cli/" not in frame
+
+
 def _frame(raw: str) -> str:
     """`func (path/file.py:123)` -> `func (path/file.py)`: lines of one function add up."""
     return _LINE_NUMBER.sub(")", raw.strip())
@@ -94,7 +99,8 @@ def summarise(collapsed: str, seconds: float, top: int = TOP) -> dict[str, Any]:
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
-            inclusive[frame] += count
+            if _ours(frame):
+                inclusive[frame] += count
 
     def share(counter: Counter[str]) -> list[dict[str, Any]]:
         return [{"frame": frame, "pct": round(100 * n / total, 1)} for frame, n in counter.most_common(top)]
@@ -104,5 +110,6 @@ def summarise(collapsed: str, seconds: float, top: int = TOP) -> dict[str, Any]:
         # Busy samples over the possible ones: roughly the share of one core the process used.
         "busy_core_share": round(total / (SAMPLE_RATE_HZ * seconds), 2) if seconds > 0 else None,
         "self": share(own) if total else [],
-        "inclusive": share(inclusive) if total else [],
+        # Only Zephyr's functions: the interpreter's and the libraries' outer frames say nothing.
+        "inclusive_zephyr": share(inclusive) if total else [],
     }

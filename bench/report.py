@@ -177,8 +177,10 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     slow = _get(results, "trickle", "at_peer_rate", "due_to_started")
-    peer_rate = _get(results, "peers", "celery", "latency_rate_per_s") or _get(
-        results, "peers", "procrastinate", "latency_rate_per_s"
+    peer_rate = (
+        _get(results, "trickle", "at_peer_rate", "rate_per_s")
+        or _get(results, "peers", "celery", "latency_rate_per_s")
+        or _get(results, "peers", "procrastinate", "latency_rate_per_s")
     )
     if slow or peer_rate:
         out.append(Row(f"due->started p50 / p99 at {peer_rate or 0:.0f}/s", "", "", ""))
@@ -381,7 +383,7 @@ def render_profile(profile: dict[str, Any], top: int = 8) -> str:
             lines.append(f"  {name}: {summary['error']}")
             continue
         lines.append(f"  {name}: {summary['samples']} busy samples, ~{summary['busy_core_share']} of a core")
-        for kind in ("self", "inclusive"):
+        for kind in ("self", "inclusive_zephyr"):
             lines.append(f"    {kind}:")
             lines.extend(f"      {entry['pct']:5.1f}%  {entry['frame']}" for entry in summary[kind][:top])
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
         )
         await zc.add_worker(ZEPHYR_WORKER_CONCURRENCY=str(CAPACITY))
         killed_at = time.perf_counter()
+        killed_wall = datetime.now(UTC)
         victim.signal(signal.SIGKILL)
         await asyncio.to_thread(victim.process.wait, 10)
 
@@ -57,9 +59,21 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
         recovered_s = time.perf_counter() - killed_at
         for worker in zc.workers:
             worker.signal(signal.SIGKILL)  # their two-minute sleeps are of no further interest
+        timeline = await zc.fetchrow("bench_recovery_timeline", ids, victim.addr)
+        lease = await zc.fetchrow("bench_worker_lease", victim.addr)
+
+        def after_kill(moment: datetime | None) -> float | None:
+            return None if moment is None else (moment - killed_wall).total_seconds()
+
         return {
             "runs": count,
             "lease_s": LEASE_S,
             "recovery_s": recovered_s,
             "target_s": LEASE_S + 1,
+            # Where the time went, in seconds after the kill (database clock against ours).
+            "breakdown_s": {
+                "last_heartbeat": after_kill(lease["last_heartbeat_at"]) if lease else None,
+                "lease_expired": after_kill(lease["lease_expires_at"]) if lease else None,
+                **({k: after_kill(v) for k, v in timeline.items()} if timeline else {}),
+            },
         }

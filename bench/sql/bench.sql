@@ -56,3 +56,17 @@ ANALYZE tasks, task_runs;
 -- name: bench_vacuum_analyze
 -- After the big-table load, so that autovacuum does not wake up in the middle of a measurement.
 VACUUM (ANALYZE) tasks, task_runs;
+
+-- name: bench_recovery_timeline
+-- When the given tasks' runs on worker $2 were ended lost, and when their new runs elsewhere began.
+-- $1 task ids, $2 the killed worker's id
+SELECT min(finished_at) FILTER (WHERE status = 'lost' AND worker_id = $2) AS first_lost,
+       max(finished_at) FILTER (WHERE status = 'lost' AND worker_id = $2) AS last_lost,
+       min(started_at) FILTER (WHERE status = 'running' AND worker_id <> $2) AS first_restarted,
+       max(started_at) FILTER (WHERE status = 'running' AND worker_id <> $2) AS last_restarted
+FROM task_runs
+WHERE task_id = ANY($1::uuid[]);
+
+-- name: bench_worker_lease
+-- $1 worker id
+SELECT last_heartbeat_at, lease_expires_at FROM workers WHERE id = $1;
