@@ -21,8 +21,13 @@ def dumps(data: Any) -> str:
 
 
 def respond(data: Any, status: int = 200) -> web.Response:
-    """A JSON response."""
-    return web.json_response(data, status=status, dumps=dumps)
+    """A JSON response. Text that is not valid Unicode (a lone surrogate echoed back in an error
+    message) is sent escaped rather than failing the response."""
+    try:
+        body = dumps(data).encode()
+    except UnicodeEncodeError:
+        body = json.dumps(data, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def read_json(request: web.Request) -> Any:

@@ -368,7 +368,8 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            name = str(part).encode("utf-8", "replace").decode()  # a lone surrogate becomes "?"
+            path += f".{name}" if path else name
     return path
 
 
