@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,11 +48,16 @@ async def target() -> AsyncIterator[TestServer]:
     async def redirect(_request: web.Request) -> web.Response:
         raise web.HTTPFound("/echo")
 
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text="late")
+
     app = web.Application()
     app[SEEN] = seen
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/big", big)
+    app.router.add_get("/slow", slow)
     app.router.add_get("/loop/{n}", loop)
     app.router.add_get("/redirect", redirect)
     server = TestServer(app, host="127.0.0.1")
@@ -152,3 +158,19 @@ async def test_bad_payloads_name_the_field_and_are_not_retried(
         await executor.execute(make_context(), payload)
     assert str(info.value).startswith(field)
     assert info.value.code == "invalid_payload" and info.value.retryable is False
+
+
+async def test_follow_redirects_false_and_request_timeout(target: TestServer, executor: HttpExecutor) -> None:
+    with pytest.raises(RunFailure) as info:
+        await executor.execute(
+            make_context(), {"url": str(target.make_url("/redirect")), "follow_redirects": False}
+        )
+    assert info.value.result["status"] == 302
+    result = await executor.execute(
+        make_context(),
+        {"url": str(target.make_url("/redirect")), "follow_redirects": False, "expect_status": 302},
+    )
+    assert result["status"] == 302
+    with pytest.raises(RunFailure) as info:
+        await executor.execute(make_context(), {"url": str(target.make_url("/slow")), "timeout_s": 0.2})
+    assert info.value.code == "http_timeout" and info.value.retryable

@@ -36,5 +36,4 @@ def not_json() -> object:
 @zephyr.task("tests.echo_secret")
 def echo_secret(value: str) -> dict[str, str]:
     """Returns what it was given: a secret passed in must come back masked."""
-    print(f"got {value}")
     return {"value": value, "again": f"<{value}>"}

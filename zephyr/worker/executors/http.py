@@ -1,7 +1,9 @@
 """`http` runs: one request through one pooled aiohttp session.
 
 Payload: `url` (required, http or https), `method` (default GET), `headers`, `body` (a string is
-sent as is; anything else as JSON), `expect_status` (an int or a list of ints; default any 2xx).
+sent as is; anything else as JSON), `expect_status` (an int or a list of ints; default any 2xx),
+`timeout_s` (this request's own limit, under the run's), `follow_redirects` (default true, at
+most MAX_REDIRECTS).
 The result keeps `status`, response `headers` and `body` (text, capped at 64 KiB, `truncated`
 says so). An unexpected status fails the run (code `http_status`) with that result; a network
 error fails it with code `http_error`. Both are retryable.
@@ -20,7 +22,7 @@ from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, g
 BODY_CAP_BYTES = 64 * 1024
 MAX_REDIRECTS = 10
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
-FIELDS = {"url", "method", "headers", "body", "expect_status"}
+FIELDS = {"url", "method", "headers", "body", "expect_status", "timeout_s", "follow_redirects"}
 
 
 def _expected(payload: dict[str, Any]) -> set[int] | None:
@@ -81,13 +83,25 @@ class HttpExecutor:
             kwargs["data"] = json.dumps(body, separators=(",", ":")).encode()
             if not any(key.lower() == "content-type" for key in headers):
                 headers = {**headers, "Content-Type": "application/json"}
-        timeout = aiohttp.ClientTimeout(total=ctx.timeout_s if ctx.timeout_s > 0 else None)
+        request_timeout = payload.get("timeout_s")
+        if request_timeout is not None and (
+            not isinstance(request_timeout, int | float)
+            or isinstance(request_timeout, bool)
+            or request_timeout <= 0
+        ):
+            raise invalid("timeout_s", "must be a number above 0")
+        follow = payload.get("follow_redirects", True)
+        if not isinstance(follow, bool):
+            raise invalid("follow_redirects", "must be true or false")
+        # The run's timeout_s is enforced by the runner (a cancel); this is the request's own.
+        timeout = aiohttp.ClientTimeout(total=request_timeout)
         try:
             async with self._get_session().request(
                 method,
                 parsed,
                 headers=headers,
                 timeout=timeout,
+                allow_redirects=follow,
                 max_redirects=MAX_REDIRECTS,
                 **kwargs,
             ) as resp:
@@ -102,6 +116,8 @@ class HttpExecutor:
             raise RunFailure(
                 f"more than {MAX_REDIRECTS} redirects", code="too_many_redirects", retryable=False
             ) from None
+        except TimeoutError:
+            raise RunFailure(f"no response within {request_timeout:g}s", code="http_timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RunFailure(f"{type(exc).__name__}: {exc}", code="http_error") from None
         ok = resp.status in expected if expected is not None else 200 <= resp.status < 300

@@ -1,8 +1,8 @@
 """`publish` runs: a message to a PostgreSQL NOTIFY channel or a Redis channel.
 
 Payload: `channel` (string), `message` (a string is sent as is, anything else as JSON), optional
-`backend` (`postgres` or `redis`; default: postgres when ZEPHYR_PUBLISH_DATABASE_URL is set, else
-redis). PostgreSQL uses one connection of its own (not Zephyr's tables: only `pg_notify`), reopened
+`backend` (`redis` or `postgres`; when absent: redis if this worker has ZEPHYR_REDIS_URL, as the
+API documents, else postgres). PostgreSQL uses one connection of its own (not Zephyr's tables: only `pg_notify`), reopened
 when it breaks; Redis uses redis-py's asyncio client (extra `zephyr[redis]`). The result says
 where it went and, for Redis, how many subscribers received it.
 """
@@ -49,7 +49,7 @@ class PublishExecutor:
 
     @property
     def backends(self) -> list[str]:
-        return [name for name, url in (("postgres", self._database_url), ("redis", self._redis_url)) if url]
+        return [name for name, url in (("redis", self._redis_url), ("postgres", self._database_url)) if url]
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
         check_fields(payload, FIELDS, {"channel", "message"})
