@@ -86,14 +86,23 @@ RETURNING r.id AS run_id, r.task_id, r.attempt, r.status, r.scheduled_for, r.sta
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the
 -- state the run left it and still points at that run: never over a cancel, pause or newer claim.
+-- Tasks put back to pending (retry, next firing) are announced on zephyr_tasks with the earliest
+-- due time, in this transaction, so every coordinator sets its timer.
 -- $1 task_ids uuid[], $2 run_ids uuid[], $3 expected_status text[], $4 status text[],
 -- $5 next_run_at timestamptz[], $6 attempts int[]
-UPDATE tasks t
-SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
-FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
-         AS u (id, run_id, expected, status, next_run_at, attempts)
-WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
-RETURNING t.id, t.status;
+WITH updated AS (
+    UPDATE tasks t
+    SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
+             AS u (id, run_id, expected, status, next_run_at, attempts)
+    WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
+    RETURNING t.id, t.status, t.next_run_at
+)
+SELECT count(*) AS updated,
+       (SELECT pg_notify('zephyr_tasks',
+                         to_char(min(next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        FROM updated WHERE status = 'pending' HAVING count(*) > 0) AS notified
+FROM updated;
 
 -- name: upsert_worker
 -- A worker (re)registers on this coordinator.

@@ -43,6 +43,8 @@ from zephyr.worker.metrics_http import serve_metrics
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2.0
+# A statement on a connection the database dropped silently must fail, not hang a loop forever.
+DB_COMMAND_TIMEOUT_S = 10.0
 # A run's deadline backstop fires this long after its timeout_s: the worker enforces the timeout
 # itself and reports it; the backstop is for a worker that cannot.
 MIN_DEADLINE_GRACE_S = 5.0
@@ -56,7 +58,9 @@ async def serve(config: CoordinatorConfig, stop: asyncio.Event) -> None:
     """Run a coordinator until `stop` is set."""
     dsn = config.require_database()
     coordinator_id = config.coordinator_id or default_coordinator_id()
-    pool = await create_pool(dsn, min_size=2, max_size=config.db_pool_size)
+    pool = await create_pool(
+        dsn, min_size=2, max_size=config.db_pool_size, command_timeout=DB_COMMAND_TIMEOUT_S
+    )
     try:
         async with pool.acquire() as conn:
             applied = await migrate(conn)
