@@ -42,19 +42,33 @@ def wants_overlap(schedule: Mapping[str, Any] | None) -> bool:
 def cron_next(expression: str, timezone: str, after: datetime) -> datetime:
     """First tick of `expression` in `timezone` strictly after `after` (UTC in, UTC out).
 
-    Walks wall-clock time in the zone so that a 02:30 job runs once on both DST change days:
-    on the spring-forward day the nonexistent 02:30 maps to an instant just after the gap (03:30
-    summer time), on the fall-back day only the first of the two 02:30s counts.
+    Walks wall-clock time in the zone, with the rules of classic cron at DST changes:
+    - spring forward: a wall time inside the gap maps to the instant just after it (a daily
+      02:30 Europe/Paris job runs at 03:30 summer time that day: once);
+    - fall back: a repeated wall time fires at its first occurrence only when the hour field
+      names fixed hours (a daily 02:30 job runs once); a job whose hour field is a wildcard
+      (`*`, `*/2`) also fires in the repeated hour, so "every 5 minutes" keeps going in real time.
     """
     zone = ZoneInfo(timezone)
-    local_after = after.astimezone(zone)
-    # croniter iterates naive wall-clock time; we resolve each wall time to an instant ourselves.
-    itr = croniter(expression, local_after.replace(tzinfo=None))
+    repeat_in_fold = expression.split()[1].startswith("*")
+    # Start one hour early in wall time so that second occurrences (fold=1) of a repeated hour
+    # that lie after `after` are not skipped by croniter's naive iteration.
+    local_after = after.astimezone(zone).replace(tzinfo=None) - timedelta(hours=1)
+    itr = croniter(expression, local_after)
+    best: datetime | None = None
     while True:
         wall: datetime = itr.get_next(datetime)
-        instant = _resolve_wall_time(wall, zone)
-        if instant > after:
-            return instant
+        first = _resolve_wall_time(wall, zone)
+        if best is not None and first > best:
+            return best
+        candidates = [first]
+        if repeat_in_fold:
+            second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+            if second != first:
+                candidates.append(second)
+        for instant in candidates:
+            if instant > after and (best is None or instant < best):
+                best = instant
 
 
 def _resolve_wall_time(wall: datetime, zone: ZoneInfo) -> datetime:
