@@ -1,0 +1,136 @@
+"""Request models: stored forms, field paths of errors, limits, the OpenAPI components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from zephyr.errors import InvalidSchedule, PayloadTooLarge, ValidationError
+from zephyr.scheduler import schemas
+from zephyr.scheduler.cursors import decode_int, decode_uuid, encode
+
+
+def error_of(body: Any) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        schemas.validate_task(body)
+    return caught.value
+
+
+def test_stored_payload_is_what_was_sent_without_defaults() -> None:
+    task = schemas.validate_task({"type": "http", "payload": {"url": "https://x.example/a"}})
+    assert schemas.stored_payload(task.payload) == {"url": "https://x.example/a"}
+    task = schemas.validate_task(
+        {"type": "email", "payload": {"to": "a@b", "subject": "s", "body": "b", "from": {"$secret": "FROM"}}}
+    )
+    assert schemas.stored_payload(task.payload) == {
+        "to": "a@b", "subject": "s", "body": "b", "from": {"$secret": "FROM"}
+    }  # fmt: skip
+
+
+def test_stored_schedule_normalises_times_to_utc() -> None:
+    task = schemas.validate_task(
+        {
+            "type": "internal",
+            "payload": {"function": "f"},
+            "schedule": {
+                "every_s": 30,
+                "start_at": "2030-01-01T01:00:00+01:00",
+                "end_at": "2030-02-01T00:00:00",
+            },
+        }
+    )
+    assert schemas.stored_schedule(task.schedule) == {
+        "every_s": 30.0, "start_at": "2030-01-01T00:00:00Z", "end_at": "2030-02-01T00:00:00Z"
+    }  # fmt: skip
+    assert schemas.stored_schedule(None) is None
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("tasks", 17, "schedule", "cron"), "tasks[17].schedule.cron"),
+        (("payload", "args", 0), "payload.args[0]"),
+        (("payload", "headers", "X-\ud800"), "payload.headers.X-?"),
+        ((), ""),
+    ],
+)
+def test_field_path(loc: tuple[int | str, ...], path: str) -> None:
+    assert schemas.field_path(loc) == path
+
+
+def test_schedule_errors_are_invalid_schedule_and_others_invalid_request() -> None:
+    error = error_of({"type": "internal", "payload": {"function": "f"}, "schedule": {"cron": "nope"}})
+    assert isinstance(error, InvalidSchedule) and error.field == "schedule.cron"
+    error = error_of(
+        {"type": "internal", "payload": {"function": "f", "kwargs": {"schedule": 1}}, "priority": "x"}
+    )
+    assert not isinstance(error, InvalidSchedule) and error.field == "priority"
+
+
+def test_a_payload_key_named_like_a_type_keeps_its_path() -> None:
+    error = error_of({"type": "http", "payload": {"url": "http://x", "headers": {"http": 5}}})
+    assert error.field == "payload.headers.http"
+
+
+def test_payload_limit_counts_utf8_bytes() -> None:
+    text = "é" * (schemas.MAX_PAYLOAD_BYTES // 2)  # 2 bytes each: just over the limit with the JSON around it
+    with pytest.raises(PayloadTooLarge) as caught:
+        schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text]}})
+    assert caught.value.field == "payload"
+    schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text[:1000]]}})
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": 1e999}', b'{"a": "\\u0000"}', b'{"\\ud800": 1}', b"{"]
+)
+def test_parse_json_refuses_what_postgres_cannot_store(raw: bytes) -> None:
+    with pytest.raises(ValidationError):
+        schemas.parse_json(raw)
+
+
+def test_parse_json_refuses_deep_nesting() -> None:
+    with pytest.raises(ValidationError) as caught:
+        schemas.parse_json(b"[" * 100 + b"]" * 100)
+    assert "nested" in caught.value.message
+
+
+def test_batch_limits() -> None:
+    one = {"type": "internal", "payload": {"function": "f"}}
+    assert len(schemas.validate_batch({"tasks": [one] * schemas.MAX_BATCH})) == schemas.MAX_BATCH
+    with pytest.raises(PayloadTooLarge):
+        schemas.validate_batch({"tasks": [one] * (schemas.MAX_BATCH + 1)})
+
+
+def test_patch_accepts_partial_and_null_schedule() -> None:
+    patch = schemas.validate_patch({"schedule": None})
+    assert "schedule" in patch.model_fields_set and patch.schedule is None
+    assert schemas.validate_patch({"priority": 2}).model_fields_set == {"priority"}
+
+
+def test_openapi_components_have_every_type_and_forbid_extras() -> None:
+    components = schemas.openapi_components()
+    for name in (
+        "HttpTask",
+        "EmailTask",
+        "ShellTask",
+        "InternalTask",
+        "PublishTask",
+        "BatchCreate",
+        "TaskPatch",
+    ):
+        assert components[name]["additionalProperties"] is False, name
+    url = components["HttpPayload"]["properties"]["url"]
+    assert {"type": "string"} in url["anyOf"]
+
+
+def test_cursors_round_trip_and_refuse_other_kinds() -> None:
+    import uuid
+
+    value = uuid.uuid4()
+    assert decode_uuid("t", encode("t", value)) == value
+    assert decode_int("l", encode("l", 42)) == 42
+    with pytest.raises(ValidationError):
+        decode_uuid("t", encode("r", value))
+    with pytest.raises(ValidationError):
+        decode_int("l", "%%%")
