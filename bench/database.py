@@ -57,6 +57,16 @@ class BenchServer:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
             self._tmp_dir = None
 
+    def postmaster_pid(self) -> int | None:
+        """The embedded server's main process (first line of postmaster.pid); None for another server."""
+        if self._tmp_dir is None:
+            return None
+        pid_file = self._tmp_dir / "pg" / "postmaster.pid"
+        try:
+            return int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
     async def settings(self) -> dict[str, str]:
         """The server settings that decide how comparable the figures are."""
         conn = await asyncpg.connect(self.admin_dsn)

@@ -14,9 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 SAMPLE_RATE_HZ = 200
 TOP = 15
@@ -113,3 +116,55 @@ def summarise(collapsed: str, seconds: float, top: int = TOP) -> dict[str, Any]:
         # Only Zephyr's functions: the interpreter's and the libraries' outer frames say nothing.
         "inclusive_zephyr": share(inclusive) if total else [],
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _postgres_pids(postmaster_pid: int | None) -> list[int]:
+    if postmaster_pid is None:
+        return []
+    try:
+        root = psutil.Process(postmaster_pid)
+        return [postmaster_pid, *(child.pid for child in root.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+class CpuMeter:
+    """CPU seconds each service and the PostgreSQL server used between `start()` and `stop()`.
+
+    On a 2-core machine this is the first question: who is using the cores. PostgreSQL is counted
+    only when the harness runs its own embedded server (another server's processes are shared).
+    """
+
+    def __init__(self, services: dict[str, int], postmaster_pid: int | None) -> None:
+        self.services = services
+        self.postmaster_pid = postmaster_pid
+        self._before: dict[str, float] = {}
+        self._pg_before: dict[int, float] = {}
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._before = {name: _cpu_seconds(pid) for name, pid in self.services.items()}
+        self._pg_before = {pid: _cpu_seconds(pid) for pid in _postgres_pids(self.postmaster_pid)}
+
+    def stop(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self._t0
+        used = {name: _cpu_seconds(pid) - self._before[name] for name, pid in self.services.items()}
+        if self.postmaster_pid is not None:
+            used["postgres"] = sum(
+                _cpu_seconds(pid) - self._pg_before.get(pid, 0.0)
+                for pid in _postgres_pids(self.postmaster_pid)
+            )
+        return {
+            "wall_s": round(wall, 2),
+            "cpu_s": {name: round(value, 2) for name, value in used.items()},
+            "cores_busy": {name: round(value / wall, 2) for name, value in used.items()} if wall > 0 else {},
+        }

@@ -14,7 +14,7 @@ from typing import Any
 from bench.client import Api, noop_task
 from bench.cluster import BenchCluster
 from bench.database import BenchServer
-from bench.profiling import Recorder
+from bench.profiling import CpuMeter, Recorder
 from bench.scale import Scale
 from bench.scenarios.burst import wait_succeeded
 
@@ -26,6 +26,21 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
         await zc.start(WORKERS, ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency))
         assert zc.scheduler is not None and zc.coordinator is not None
         targets = {"scheduler": zc.scheduler, "coordinator": zc.coordinator, "worker": zc.workers[0]}
+        services = {"scheduler": zc.scheduler.pid, "coordinator": zc.coordinator.pid}
+        services.update({f"worker-{i + 1}": w.pid for i, w in enumerate(zc.workers)})
+        # CPU first, without py-spy attached (sampling costs CPU too): a plain burst.
+        meter = CpuMeter(services, server.postmaster_pid())
+        meter.start()
+        begin = datetime.now(UTC)
+        async with Api(zc.api_url) as api:
+            await api.submit_many(
+                [noop_task() for _ in range(scale.burst_tasks)],
+                batch=scale.submit_batch,
+                parallel=scale.submit_parallel,
+            )
+        await wait_succeeded(zc, begin, scale.burst_tasks, scale.scenario_timeout_s, "measured burst")
+        cpu = meter.stop()
+
         recorders = [Recorder(name, proc.pid, log_dir) for name, proc in targets.items()]
         t0 = time.perf_counter()
         try:
@@ -45,6 +60,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
             "tasks": scale.burst_tasks,
             "workers": WORKERS,
             "seconds": seconds,
+            "cpu": cpu,
             "raw_profiles": [str(r.output) for r in recorders],
             "processes": {r.name: r.summary(seconds) for r in recorders},
         }
