@@ -213,3 +213,13 @@ SELECT pg_notify('zephyr_drain', $1);
 -- name: run_status_counts
 -- Runs by status: how many, and of how many distinct tasks (a task run twice shows runs > tasks).
 SELECT status, count(*) AS runs, count(DISTINCT task_id) AS tasks FROM task_runs GROUP BY status;
+
+-- name: dispatch_delay_percentiles
+-- Due -> claimed delay (started_at - scheduled_for) of first attempts started since $1, in seconds.
+-- $1 since timestamptz
+SELECT count(*) AS runs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - scheduled_for)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - scheduled_for)) AS p99,
+       max(extract(epoch FROM started_at - scheduled_for)) AS max
+FROM task_runs
+WHERE attempt = 1 AND started_at >= $1;
