@@ -257,3 +257,54 @@ async def test_second_signal_cancel_is_quick_and_kills_process_groups(
     await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
     pid = int(pid_file.read_text())
     await wait_until(lambda: truthy(not process_alive(pid)), what="child gone")
+
+
+async def test_metrics_endpoint_counts_runs(server: ProtocolServer) -> None:
+    import aiohttp
+
+    port = free_port()
+    async with running_worker(server.addr, ZEPHYR_METRICS_ADDR=f"127.0.0.1:{port}"):
+        stream = await server.wait_stream()
+        stream.send(assignments=[assignment("m1", "internal", '{"function": "zephyr.noop"}')])
+        await server.wait_completion(stream, "m1")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
+        assert resp.status == 200
+        assert 'zephyr_worker_runs_finished_total{outcome="succeeded",type="internal"}' in text
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ZEPHYR_SMTP_URL": "imap://user:pw-secret-1@host"},
+            "ZEPHYR_SMTP_URL: scheme must be smtp:// or smtps://",
+        ),
+        (
+            {"ZEPHYR_WORKER_IMPORTS": "no_such_module_abc"},
+            "ZEPHYR_WORKER_IMPORTS: cannot import no_such_module_abc",
+        ),
+        ({"ZEPHYR_SHELL_ALLOW": "(unclosed"}, "ZEPHYR_SHELL_ALLOW: invalid value"),
+    ],
+)
+async def test_misconfiguration_stops_the_worker_with_one_line_naming_the_variable(
+    env: dict[str, str], expected: str
+) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zephyr.cli.main",
+        "worker",
+        env={**os.environ, "ZEPHYR_COORDINATORS": f"127.0.0.1:{free_port()}", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert expected in out.decode()
+    assert "pw-secret-1" not in out.decode()
