@@ -224,6 +224,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
         out.append(Row("  peak RSS coordinator", "", _num(conc["rss_mb_peak"]["coordinator"], " MB"), ""))
+    for one in _get(results, "worker_rss", "results") or []:
+        out.append(
+            Row(
+                f"one worker alone holding {one['runs']:,} sleeps (stub gateway)",
+                f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
+                f"{_num(one['held_rss_mb'], ' MB')} ({one['held_running']:,} running)",
+                _verdict(one["held_rss_mb"] <= TARGET_WORKER_RSS_MB and one["held_running"] >= one["runs"]),
+            )
+        )
     big = results.get("bigtable")
     if big:
         empty = burst_with(results, big["burst"]["workers"])
