@@ -28,7 +28,17 @@ from bench.database import BenchServer, default_database_url, durable
 from bench.scale import FULL, QUICK, Scale
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("peers", "burst", "trickle", "concurrency", "worker_rss", "recovery", "bigtable", "profile")
+SCENARIOS = (
+    "peers",
+    "submit",
+    "burst",
+    "trickle",
+    "concurrency",
+    "worker_rss",
+    "recovery",
+    "bigtable",
+    "profile",
+)
 
 Runner = Callable[[BenchServer, Scale, Path], Awaitable[Any]]
 

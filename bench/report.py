@@ -100,9 +100,25 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+    for mode, label in (
+        ("single_sequential", "submit alone: POST /v1/tasks, 1 client"),
+        ("single_concurrent", "submit alone: POST /v1/tasks, 32 clients"),
+        ("batch_1000", "submit alone: batches of 1000, 1 at a time"),
+        ("batch_1000_parallel_4", "submit alone: batches of 1000, 4 at a time"),
+    ):
+        figure = _get(results, "submit", mode, "tasks_per_s")
+        if figure is not None:
+            out.append(Row(label, "", _num(figure, "/s"), ""))
     submit = _get(results, "burst", "submit_only")
     if submit:
-        out.append(Row("submit alone (batch API)", "", _num(submit["submit_per_s"], "/s"), ""))
+        out.append(
+            Row(
+                "submit alone before the drain (batches of 1000, 4 at a time)",
+                "",
+                _num(submit["submit_per_s"], "/s"),
+                "",
+            )
+        )
         out.append(
             Row(
                 "processing, 1 worker draining a queued backlog",

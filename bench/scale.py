@@ -24,6 +24,7 @@ class Scale:
     big_future: int = 1_000_000
     big_workers: int = 2  # burst workers for the big-table rerun (compared with the same count empty)
     recovery_runs: int = 500
+    submit_quick: bool = False  # bench.submit's own smaller counts
     worker_rss_counts: tuple[int, ...] = (1_000, 10_000)  # runs one worker holds (bench.worker_rss)
     worker_rss_sleep_s: float = 20.0
     peer_tasks_procrastinate: int = 5_000
@@ -46,6 +47,7 @@ QUICK = Scale(
     big_finished=50_000,
     big_future=50_000,
     recovery_runs=100,
+    submit_quick=True,
     worker_rss_counts=(1_000,),
     worker_rss_sleep_s=5.0,
     peer_tasks_procrastinate=1_000,
