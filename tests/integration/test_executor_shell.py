@@ -123,3 +123,16 @@ async def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path: Path, h
     await wait_until(
         lambda: _async(not any(process_alive(p) for p in [leader, *pids])), timeout=10, what="group gone"
     )
+
+
+async def test_an_over_long_line_is_cut_and_the_next_line_survives() -> None:
+    from zephyr.worker.executors.shell import MAX_LINE_BYTES
+
+    logs = RecordedLogs()
+    size = MAX_LINE_BYTES * 5
+    await ShellExecutor("*").execute(
+        make_context(logs),
+        {"command": f'awk \'BEGIN {{ for (i = 0; i < {size}; i++) printf "a"; print ""; print "next" }}\''},
+    )
+    out = logs.text(LogStream.STDOUT)
+    assert out == ["a" * MAX_LINE_BYTES + " [line cut]", "next"]

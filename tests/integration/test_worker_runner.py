@@ -119,3 +119,18 @@ async def test_duplicate_assignment_is_ignored_and_bad_json_is_not_retryable() -
     runner.start(assignment("j", "internal", "{not json"))
     _, done = await drain_until_done(outbox, {"d", "j"})
     assert (done["j"].error_code, done["j"].retryable) == ("invalid_payload", False)
+
+
+async def test_nul_characters_never_reach_logs_or_results() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    runner.start(assignment("nul", "shell", json.dumps({"command": r"printf 'a\000b\n'"})))
+    runner.start(
+        assignment(
+            "echo", "internal", json.dumps({"function": "zephyr.echo", "kwargs": {"k\u0000": "v\u0000"}})
+        )
+    )
+    lines, done = await drain_until_done(outbox, {"nul", "echo"})
+    assert [x.line for x in lines if x.run_id == "nul" and x.stream == pb.LOG_STREAM_STDOUT] == ["a\ufffdb"]
+    assert json.loads(done["echo"].result_json) == {"k\ufffd": "v\ufffd"}

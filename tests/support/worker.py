@@ -13,8 +13,8 @@ class RecordedLogs:
 
     lines: list[tuple[int, str]] = field(default_factory=list)
 
-    async def log(self, stream: int, line: str) -> None:
-        self.lines.append((stream, line))
+    async def log(self, stream: int, line: str, cut: bool = False) -> None:
+        self.lines.append((stream, line + (" [line cut]" if cut else "")))
 
     def text(self, stream: int) -> list[str]:
         return [line for s, line in self.lines if s == stream]

@@ -58,3 +58,10 @@ def test_mask_value_keeps_json_valid() -> None:
     masked = mask_value(value, masker)
     assert masked == {"body": "the *** is here", "***": [1, "***"], "n": 11}
     json.loads(json.dumps(masked))
+
+
+def test_a_cut_line_does_not_leak_the_start_of_a_secret() -> None:
+    masker = Masker(["abcdef"])
+    assert masker.mask("xx abc", cut=True) == "xx ***"
+    assert masker.mask("xx abc") == "xx abc"  # a whole line ending so is not a secret
+    assert masker.mask("xx abcdef", cut=True) == "xx ***"

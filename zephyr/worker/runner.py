@@ -51,14 +51,17 @@ class Run:
         return str(self.assignment.run_id)
 
 
+def clean_text(text: str, masker: Masker, *, cut: bool = False) -> str:
+    """`text` with secrets masked and NUL characters replaced (PostgreSQL text and jsonb refuse NUL)."""
+    return masker.mask(text, cut=cut).replace("\x00", "\ufffd")
+
+
 def mask_value(value: Any, masker: Masker) -> Any:
-    """`value` with secrets masked in every string and key (keeps the JSON valid)."""
-    if not masker:
-        return value
+    """`value` with secrets masked (and NULs replaced) in every string and key; keeps the JSON valid."""
     if isinstance(value, str):
-        return masker.mask(value)
+        return clean_text(value, masker)
     if isinstance(value, dict):
-        return {masker.mask(str(k)): mask_value(v, masker) for k, v in value.items()}
+        return {clean_text(str(k), masker): mask_value(v, masker) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_value(item, masker) for item in value]
     return value
@@ -148,7 +151,7 @@ class Runner:
 
     # -- one run --------------------------------------------------------------------------------
 
-    async def _log(self, run: Run, stream: int, line: str) -> None:
+    async def _log(self, run: Run, stream: int, line: str, cut: bool = False) -> None:
         if run.lines >= self.log_lines_per_run:
             WORKER_LOG_LINES_DROPPED.inc()
             if not run.truncated:
@@ -168,7 +171,7 @@ class Runner:
                 run_id=run.run_id,
                 ts_us=time.time_ns() // 1000,
                 stream=cast(pb.LogStream, stream),
-                line=run.masker.mask(line),
+                line=clean_text(line, run.masker, cut=cut) + (" [line cut]" if cut else ""),
             )
         )
 
@@ -199,14 +202,14 @@ class Runner:
         except TaskFailed as exc:
             completion.outcome = pb.RUN_OUTCOME_FAILED
             completion.error_code = exc.code
-            completion.error_message = run.masker.mask(str(exc))
+            completion.error_message = clean_text(str(exc), run.masker)
             completion.retryable = exc.retryable
             if isinstance(exc, RunFailure) and exc.result is not None:
                 completion.result_json = json.dumps(mask_value(exc.result, run.masker))
         except Exception as exc:
             completion.outcome = pb.RUN_OUTCOME_FAILED
             completion.error_code = "exception"
-            completion.error_message = run.masker.mask(f"{type(exc).__name__}: {exc}")
+            completion.error_message = clean_text(f"{type(exc).__name__}: {exc}", run.masker)
             completion.retryable = True
             log.error("run %s: executor error: %s", a.run_id, completion.error_message)
         else:
@@ -235,8 +238,8 @@ class Runner:
         resolved, values = resolve(payload, self.environ)
         run.masker = Masker(values)
 
-        async def log_line(stream: int, line: str) -> None:
-            await self._log(run, stream, line)
+        async def log_line(stream: int, line: str, cut: bool = False) -> None:
+            await self._log(run, stream, line, cut)
 
         ctx = RunContext(
             run_id=a.run_id,

@@ -34,16 +34,28 @@ class Masker:
             forms.add(json.dumps(value)[1:-1])
             forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
         ordered = sorted(forms, key=len, reverse=True)
+        self._forms = ordered
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def __bool__(self) -> bool:
         return self._pattern is not None
 
-    def mask(self, text: str) -> str:
-        """`text` with every secret value replaced by `***`."""
+    def mask(self, text: str, *, cut: bool = False) -> str:
+        """`text` with every secret value replaced by `***`.
+
+        `cut` says the text was cut off mid-line: a tail that could be the start of a secret is
+        masked too, so a secret split at the cut does not leak its first half.
+        """
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(MASK, text)
+        masked = self._pattern.sub(MASK, text)
+        if cut:
+            for form in self._forms:
+                for size in range(min(len(form) - 1, len(masked)), 0, -1):
+                    if masked.endswith(form[:size]):
+                        masked = masked[:-size] + MASK
+                        break
+        return masked
 
 
 def _is_ref(value: Any) -> bool:

@@ -33,8 +33,9 @@ class RunContext:
     task_id: str
     task_name: str
     timeout_s: float
-    # log(stream, line): append one line to the run's logs (masked, capped, may wait under load).
-    log: Callable[[int, str], Awaitable[None]]
+    # log(stream, line, cut=False): append one line to the run's logs (masked, capped, may wait
+    # under load); cut=True when the line was cut at the length limit.
+    log: Callable[..., Awaitable[None]]
 
 
 class Executor(Protocol):

@@ -139,18 +139,38 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
 
 
 async def _pump(reader: asyncio.StreamReader, stream: int, ctx: RunContext) -> None:
-    """Turn bytes from `reader` into log lines until EOF."""
+    """Turn bytes from `reader` into log lines until EOF.
+
+    A line longer than MAX_LINE_BYTES keeps its first MAX_LINE_BYTES (marked as cut) and the rest
+    of it is dropped: one runaway line must not hold unbounded memory.
+    """
     pending = b""
+    skipping = False  # inside the dropped rest of an over-long line
     while True:
         chunk = await reader.read(READ_CHUNK_BYTES)
         if not chunk:
             break
         pending += chunk
+        if skipping:
+            end = pending.find(b"\n")
+            if end < 0:
+                pending = b""
+                continue
+            pending = pending[end + 1 :]
+            skipping = False
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            await ctx.log(stream, line.rstrip(b"\r").decode("utf-8", "replace"))
-        while len(pending) > MAX_LINE_BYTES:
-            await ctx.log(stream, pending[:MAX_LINE_BYTES].decode("utf-8", "replace"))
-            pending = pending[MAX_LINE_BYTES:]
+            await _emit(ctx, stream, line)
+        if len(pending) > MAX_LINE_BYTES:
+            await _emit(ctx, stream, pending)
+            pending = b""
+            skipping = True
     if pending:
-        await ctx.log(stream, pending.rstrip(b"\r").decode("utf-8", "replace"))
+        await _emit(ctx, stream, pending)
+
+
+async def _emit(ctx: RunContext, stream: int, line: bytes) -> None:
+    if len(line) > MAX_LINE_BYTES:
+        await ctx.log(stream, line[:MAX_LINE_BYTES].decode("utf-8", "replace"), cut=True)
+    else:
+        await ctx.log(stream, line.rstrip(b"\r").decode("utf-8", "replace"))
