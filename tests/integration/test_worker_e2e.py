@@ -348,3 +348,24 @@ async def test_secrets_never_reach_a_table_or_any_process_output(
     output = cluster.dump_logs()
     assert "registered" in output  # the output was captured at all
     assert SECRET not in output
+
+
+async def test_worker_fails_over_to_another_coordinator_keeping_its_run(
+    database_url: str, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    async with Cluster(database_url, tmp_path) as cluster:
+        await cluster.start_scheduler()
+        first = await cluster.start_coordinator()
+        second_port = free_port()
+        # B is listed but not up yet, so the worker can only settle on A.
+        await cluster.start_worker(ZEPHYR_COORDINATORS=f"{first.addr},127.0.0.1:{second_port}")
+        await cluster.start_coordinator(port=str(second_port))
+        api = Api(cluster.api_url, session)
+        task = await api.submit(
+            {"type": "internal", "payload": {"function": "zephyr.sleep", "kwargs": {"seconds": 3}}}
+        )
+        await api.wait_status(task["id"], "running")
+        first.kill()
+        done = await api.wait_status(task["id"], "succeeded", "dead", "pending", "cancelled")
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1 and done["last_run"]["attempt"] == 1  # the same run, not a retry
