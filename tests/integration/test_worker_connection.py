@@ -308,3 +308,20 @@ async def test_misconfiguration_stops_the_worker_with_one_line_naming_the_variab
     assert proc.returncode == 2
     assert expected in out.decode()
     assert "pw-secret-1" not in out.decode()
+
+
+async def test_stop_cancels_and_reports_what_outlives_the_drain_grace(server: ProtocolServer) -> None:
+    async with running_worker(server.addr, ZEPHYR_DRAIN_S="0.5") as stop:
+        stream = await server.wait_stream()
+        payload = '{"function": "zephyr.sleep", "kwargs": {"seconds": 600}}'
+        stream.send(assignments=[assignment("long", "internal", payload)])
+        await wait_until(
+            lambda: truthy(stream.heartbeats and stream.heartbeats[-1].running == 1), what="running"
+        )
+        stop.set()
+        done = await server.wait_completion(stream, "long")
+    assert (done.outcome, done.error_code, done.retryable) == (
+        pb.RUN_OUTCOME_CANCELLED,
+        "worker_draining",
+        True,
+    )
