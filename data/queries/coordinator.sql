@@ -79,7 +79,7 @@ WHERE r.id = u.id
   AND r.worker_id = u.worker_id
   AND r.status = 'running'
   AND t.id = r.task_id
-RETURNING r.id AS run_id, r.task_id, r.attempt, r.status, r.scheduled_for, r.started_at,
+RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
           t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
           t.schedule, t.last_run_id;
 

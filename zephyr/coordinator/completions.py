@@ -44,6 +44,11 @@ class RunEnding:
     retryable: bool = True
     duration_s: float | None = None
 
+    @property
+    def key(self) -> tuple[Any, int, str]:
+        """What fencing matches on: the run, its attempt, its worker."""
+        return (self.run_id, self.attempt, self.worker_id)
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -63,13 +68,11 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
     """
     if not endings:
         return []
-    # Two endings of one run in one batch (a resent completion): only the first may win.
-    seen: set[Any] = set()
-    batch = []
+    # The same ending twice in one batch (a resent completion): only the first may win.
+    by_key: dict[tuple[Any, int, str], RunEnding] = {}
     for ending in endings:
-        if ending.run_id not in seen:
-            seen.add(ending.run_id)
-            batch.append(ending)
+        by_key.setdefault(ending.key, ending)
+    batch = list(by_key.values())
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             QUERIES["finish_runs"],
@@ -80,11 +83,10 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
             [e.result for e in batch],
             [e.error for e in batch],
         )
-        by_run = {e.run_id: e for e in batch}
         now = datetime.now(UTC)
         updates = []
         for row in rows:
-            ending = by_run[row["run_id"]]
+            ending = by_key[(row["run_id"], row["attempt"], row["worker_id"])]
             finished = FinishedRun(
                 run_id=row["run_id"],
                 task_id=row["task_id"],
@@ -121,13 +123,13 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
                 [u.next_run_at for u in updates],
                 [u.attempts for u in updates],
             )
-    accepted = {row["run_id"] for row in rows}
+    accepted = {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows}
     result = []
-    granted: set[Any] = set()
+    granted: set[tuple[Any, int, str]] = set()
     for ending in endings:
-        ok = ending.run_id in accepted and ending.run_id not in granted
+        ok = ending.key in accepted and ending.key not in granted
         if ok:
-            granted.add(ending.run_id)
+            granted.add(ending.key)
         result.append(ok)
         if not ok:
             metrics.COMPLETIONS_REFUSED.inc()

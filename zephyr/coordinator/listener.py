@@ -61,7 +61,9 @@ class Listener:
                     # The termination callback is the fast path; the periodic check catches a
                     # connection that died without one.
                     while not (stop.is_set() or lost.is_set() or conn.is_closed()):
-                        await asyncio.wait({stop_wait, lost_wait}, timeout=CHECK_S)
+                        await asyncio.wait(
+                            {stop_wait, lost_wait}, timeout=CHECK_S, return_when=asyncio.FIRST_COMPLETED
+                        )
                 finally:
                     stop_wait.cancel()
                     lost_wait.cancel()
@@ -71,5 +73,5 @@ class Listener:
                 log.warning("LISTEN connection failed (%s); reconnecting", exc)
             finally:
                 self.connected.clear()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
+                # Nothing to flush on a LISTEN connection; a graceful close can stall on a dead peer.
+                conn.terminate()

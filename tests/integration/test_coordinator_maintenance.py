@@ -1,0 +1,141 @@
+"""Maintenance `run_once()` jobs and the claim against a real PostgreSQL, without a server:
+the dispatcher claims for an in-memory registry, the jobs end runs, the tests read the rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from tests.support.cluster import wait_until
+from tests.support.fake_worker import insert_tasks
+from zephyr import taskops
+from zephyr.coordinator.completions import Backoff, CompletionBatcher, RunEnding, apply_endings
+from zephyr.coordinator.dispatcher import Dispatcher
+from zephyr.coordinator.maintenance import Maintenance
+from zephyr.coordinator.registry import Registry, WorkerSession
+from zephyr.db.queries import QUERIES
+
+BACKOFF = Backoff(0.001, 0.001)
+
+
+async def register(
+    db: asyncpg.Pool, worker_id: str, *, capacity: int = 10, lease_s: float = 60
+) -> WorkerSession:
+    await db.execute(
+        QUERIES["upsert_worker"], worker_id, "host", 1, "test", capacity, ["internal"], "c-test", lease_s
+    )
+    return WorkerSession(worker_id, capacity, frozenset({"internal"}))
+
+
+async def claim(db: asyncpg.Pool, *sessions: WorkerSession, grace_s: float = 60) -> list[str]:
+    registry = Registry()
+    for session in sessions:
+        registry.add(session)
+    batcher = CompletionBatcher(db, BACKOFF)
+    dispatcher = Dispatcher(db, registry, batcher, coordinator_id="c-test", poll_s=5, grace_s=grace_s)
+    claimed, _planned = await dispatcher.claim_once()
+    assert claimed == sum(len(s.outstanding) for s in sessions)
+    return [run_id for s in sessions for run_id in s.outstanding]
+
+
+async def status_counts(db: asyncpg.Pool) -> dict[str, int]:
+    return {r["status"]: r["runs"] for r in await db.fetch(QUERIES["run_status_counts"])}
+
+
+async def test_claim_spreads_over_workers_and_never_twice(db: asyncpg.Pool) -> None:
+    await insert_tasks(db, 30)
+    a = await register(db, "a", capacity=10)
+    b = await register(db, "b", capacity=5)
+    first = await claim(db, a, b)
+    assert (len(a.outstanding), len(b.outstanding)) == (10, 5)
+    c = await register(db, "c", capacity=100)
+    second = await claim(db, c)
+    assert len(second) == 15 and not set(first) & set(second)
+    assert await claim(db, await register(db, "d")) == []
+    assert await status_counts(db) == {"running": 30}
+
+
+async def test_concurrent_claims_skip_locked_rows(db: asyncpg.Pool) -> None:
+    await insert_tasks(db, 200)
+    sessions = [await register(db, f"w{i}", capacity=40) for i in range(8)]
+    results = await asyncio.gather(*(claim(db, s) for s in sessions))
+    claimed = [run for runs in results for run in runs]
+    assert len(claimed) == 200 and len(set(claimed)) == 200
+    tasks = await db.fetch(QUERIES["run_status_counts"])
+    assert [(r["status"], r["runs"], r["tasks"]) for r in tasks] == [("running", 200, 200)]
+
+
+async def test_rescue_loses_runs_of_expired_workers_once_across_coordinators(db: asyncpg.Pool) -> None:
+    await insert_tasks(db, 20, max_attempts=1)
+    silent = await register(db, "silent", capacity=20, lease_s=0.001)
+    await claim(db, silent)
+    alive = await register(db, "alive")
+    jobs = [Maintenance(db, BACKOFF, lease_s=2, retention_s=3600) for _ in range(3)]
+    ended = await asyncio.gather(*(job.rescue_once() for job in jobs))
+    assert sum(ended) == 20
+    assert await status_counts(db) == {"lost": 20}
+    stats = await taskops.stats(db, max_age_s=0)
+    assert stats["tasks"]["dead"] == 20  # max_attempts=1: lost is the last attempt
+    workers = {w["id"]: w["status"] for w in await taskops.list_workers(db)}
+    assert workers == {"silent": "gone", "alive": "active"}
+    assert alive.free == 10
+
+
+async def test_timeout_backstop_ends_overdue_runs(db: asyncpg.Pool) -> None:
+    [task_id] = await insert_tasks(db, timeout_s=0.001, max_attempts=2)
+    worker = await register(db, "w")
+    [run_id] = await claim(db, worker, grace_s=0)
+    maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600)
+    assert await maintenance.timeouts_once() == 1
+    run = await taskops.get_run(db, run_id)
+    assert run["status"] == "timed_out" and run["error"]["code"] == "timeout"
+    task = await taskops.get_task(db, str(task_id))
+    assert (task["status"], task["attempts"]) == ("pending", 1)
+    assert await maintenance.timeouts_once() == 0
+
+
+async def test_retention_deletes_old_runs_but_keeps_the_latest(db: asyncpg.Pool) -> None:
+    [task_id] = await insert_tasks(db, max_attempts=3)
+    worker = await register(db, "w")
+    [first] = await claim(db, worker)
+    await apply_endings(db, [RunEnding(_uuid(first), 1, "w", "failed")], BACKOFF)
+    worker.outstanding.clear()
+
+    assert (await taskops.get_task(db, str(task_id)))["status"] == "pending"
+
+    async def claimed_again() -> list[str]:
+        return await claim(db, worker)  # empty until the 1 ms backoff has passed
+
+    [second] = await wait_until(claimed_again, what="retry claimed")
+    await apply_endings(db, [RunEnding(_uuid(second), 2, "w", "succeeded")], BACKOFF)
+    maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=0)
+    assert await maintenance.retention_once() == 1
+    task = await taskops.get_task(db, str(task_id))
+    assert task["status"] == "succeeded" and task["last_run"]["id"] == second
+
+
+async def test_stale_and_repeated_endings_are_refused(db: asyncpg.Pool) -> None:
+    await insert_tasks(db)
+    worker = await register(db, "w")
+    [run_id] = await claim(db, worker)
+    rid = _uuid(run_id)
+    results = await apply_endings(
+        db,
+        [
+            RunEnding(rid, 2, "w", "succeeded"),  # wrong attempt
+            RunEnding(rid, 1, "other", "succeeded"),  # wrong worker
+            RunEnding(rid, 1, "w", "succeeded"),
+            RunEnding(rid, 1, "w", "succeeded"),  # duplicate in the same batch
+        ],
+        BACKOFF,
+    )
+    assert results == [False, False, True, False]
+    assert await apply_endings(db, [RunEnding(rid, 1, "w", "failed")], BACKOFF) == [False]
+    assert await status_counts(db) == {"succeeded": 1}
+
+
+def _uuid(text: str) -> object:
+    import uuid
+
+    return uuid.UUID(text)
