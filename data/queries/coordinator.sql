@@ -223,3 +223,7 @@ SELECT count(*) AS runs,
        max(extract(epoch FROM started_at - scheduled_for)) AS max
 FROM task_runs
 WHERE attempt = 1 AND started_at >= $1;
+
+-- name: queue_depth
+-- Due pending tasks, for the queue-depth gauge.
+SELECT count(*) FROM tasks WHERE status = 'pending' AND next_run_at <= now();

@@ -8,11 +8,12 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import asyncpg
 import grpc
 import pytest
 
-from tests.support.cluster import wait_until
+from tests.support.cluster import free_port, wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
 from zephyr import metrics, taskops
 from zephyr.db.queries import QUERIES
@@ -373,3 +374,33 @@ async def test_many_tasks_each_run_once(database_url: str, db: asyncpg.Pool) -> 
         assert sorted(seen) == sorted(str(i) for i in ids)
         stats = await taskops.stats(db, max_age_s=0)
         assert stats["tasks"]["succeeded"] == 600
+
+
+async def test_register_is_validated(database_url: str, db: asyncpg.Pool) -> None:
+    async with running_coordinator(database_url) as coord:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await FakeWorker(coord.addr, "zero", capacity=0).connect()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "register.capacity" in (raised.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await FakeWorker(coord.addr, "").connect()
+        assert "register.worker_id" in (raised.value.details() or "")
+
+
+async def test_metrics_endpoint(database_url: str, db: asyncpg.Pool) -> None:
+    port = free_port()
+    async with (
+        running_coordinator(database_url, ZEPHYR_METRICS_ADDR=f"127.0.0.1:{port}") as coord,
+        FakeWorker(coord.addr, "w") as worker,
+    ):
+        await insert_tasks(db)
+        await worker.complete(await worker.take(1))
+        await worker.heartbeat_acked()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
+        assert resp.status == 200
+        assert 'zephyr_runs_dispatched_total{type="internal"}' in text
+        assert "zephyr_workers_connected 1.0" in text

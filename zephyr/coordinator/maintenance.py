@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from zephyr import metrics
 from zephyr.coordinator.completions import DB_ERRORS, Backoff, RunEnding, apply_endings
 from zephyr.coordinator.gateway import Gateway
 from zephyr.coordinator.registry import Registry
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 RETENTION_EVERY_S = 60.0
+QUEUE_SAMPLE_EVERY_S = 15.0
 
 
 class Maintenance:
@@ -121,13 +123,21 @@ class Maintenance:
             await conn.execute(QUERIES["delete_old_workers"], self._retention_s)
         return total
 
+    async def sample_queue_once(self) -> int:
+        """Set the queue-depth gauge; returns 0 (nothing changed in the database)."""
+        async with self._pool.acquire() as conn:
+            metrics.QUEUE_DEPTH.set(await conn.fetchval(QUERIES["queue_depth"]))
+        return 0
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Rescue, backstop and cancel sweep every lease_s/4; retention every minute."""
-        interval = max(0.1, self._lease_s / 4)
+        """Rescue every lease_s/4 (a dead worker's runs move on soon after its lease ends); the
+        timeout backstop and cancel sweep every lease_s; queue gauge and retention less often."""
+        rescue_every = max(0.1, self._lease_s / 4)
         jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
-            ("rescue", self.rescue_once, interval),
-            ("timeouts", self.timeouts_once, interval),
-            ("cancels", self.cancels_once, interval),
+            ("rescue", self.rescue_once, rescue_every),
+            ("timeouts", self.timeouts_once, self._lease_s),
+            ("cancels", self.cancels_once, self._lease_s),
+            ("queue", self.sample_queue_once, QUEUE_SAMPLE_EVERY_S),
             ("retention", self.retention_once, RETENTION_EVERY_S),
         ]
         loop = asyncio.get_running_loop()
