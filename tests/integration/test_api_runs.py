@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 
 from tests.support.api_server import Api, running_api
@@ -195,3 +196,26 @@ async def test_stats_are_cached_per_pool(api: Api) -> None:
     assert fresh["tasks"]["pending"] == first["tasks"]["pending"] + 1
     async with api.pool.acquire() as conn:  # a bare connection is never cached
         assert (await taskops.stats(conn))["tasks"]["pending"] == fresh["tasks"]["pending"]
+
+
+async def test_follow_ends_when_the_server_shuts_down(database_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with running_api(database_url) as api:
+            run_id = await add_run(api, await create(api))  # stays running
+            await add_logs(api, run_id, ["first"])
+            resp = await session.get(api.url(f"/v1/runs/{run_id}/logs?follow=1"))
+            first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
+            assert b'"line":"first"' in first
+        # the server has closed within its context exit; the stream ended without an `end` event
+        rest = await asyncio.wait_for(resp.content.read(), 10)
+        assert b"event: end" not in rest
+        resp.release()
+
+
+async def test_unauthenticated_answer_names_the_scheme(database_url: str) -> None:
+    async with (
+        running_api(database_url, ZEPHYR_API_TOKENS="t") as api,
+        api.session.get(api.url("/v1/stats")) as resp,
+    ):
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")

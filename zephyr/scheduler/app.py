@@ -13,7 +13,7 @@ from zephyr.db.migrate import migrate
 from zephyr.db.pool import create_pool
 from zephyr.errors import StartupError
 from zephyr.scheduler import runs, system, tasks
-from zephyr.scheduler.http import CONFIG, POOL
+from zephyr.scheduler.http import CONFIG, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,12 @@ def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
     )
     app[CONFIG] = config
     app[POOL] = pool
+    app[STOPPING] = asyncio.Event()
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    app.on_shutdown.append(on_shutdown)
     app.add_routes(system.routes)
     app.add_routes(tasks.routes)
     app.add_routes(runs.routes)

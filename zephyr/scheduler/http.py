@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -14,6 +15,8 @@ from zephyr.scheduler.schemas import parse_json
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 CONFIG = web.AppKey("config", SchedulerConfig)
+# Set when the server begins to shut down: long-lived responses (log follows) end at once.
+STOPPING = web.AppKey("stopping", asyncio.Event)
 
 
 def dumps(data: Any) -> str:

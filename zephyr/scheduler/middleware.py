@@ -40,7 +40,10 @@ def _route(request: web.Request) -> str:
 
 
 def error_response(exc: ZephyrError) -> web.Response:
-    return respond(exc.to_dict(), status=exc.http_status)
+    response = respond(exc.to_dict(), status=exc.http_status)
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="zephyr"'
+    return response
 
 
 @web.middleware

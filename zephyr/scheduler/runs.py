@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,7 @@ from zephyr import taskops
 from zephyr.db.queries import QUERIES
 from zephyr.errors import NotFound
 from zephyr.scheduler import cursors
-from zephyr.scheduler.http import POOL, dumps, limit_param, respond
+from zephyr.scheduler.http import POOL, STOPPING, dumps, limit_param, respond
 
 routes = web.RouteTableDef()
 
@@ -74,25 +75,32 @@ async def _follow(request: web.Request, pool: asyncpg.Pool, run_id: Any, after: 
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
+    stopping = request.app[STOPPING]
     loop = asyncio.get_running_loop()
     last_write = loop.time()
-    while True:
-        # Status first, lines second: lines written before the run ended are then all visible.
-        status = await pool.fetchval(QUERIES["run_status"], run_id)
-        rows = await pool.fetch(QUERIES["list_logs"], run_id, after, FOLLOW_PAGE)
-        for row in rows:
-            after = row["id"]
-            event = f"id: {cursors.encode('l', after)}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
-            await response.write(event.encode())
-            last_write = loop.time()
-        if len(rows) == FOLLOW_PAGE:
-            continue
-        if status != "running":
-            await response.write(f"event: end\ndata: {dumps({'status': status})}\n\n".encode())
-            break
-        if loop.time() - last_write > KEEPALIVE_S:
-            await response.write(b": keep-alive\n\n")
-            last_write = loop.time()
-        await asyncio.sleep(FOLLOW_POLL_S)
-    await response.write_eof()
+    try:
+        while not stopping.is_set():
+            # Status first, lines second: lines written before the run ended are then all visible.
+            status = await pool.fetchval(QUERIES["run_status"], run_id)
+            rows = await pool.fetch(QUERIES["list_logs"], run_id, after, FOLLOW_PAGE)
+            for row in rows:
+                after = row["id"]
+                event = f"id: {cursors.encode('l', after)}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
+                await response.write(event.encode())
+                last_write = loop.time()
+            if len(rows) == FOLLOW_PAGE:
+                continue
+            if status != "running":
+                await response.write(f"event: end\ndata: {dumps({'status': status})}\n\n".encode())
+                break
+            if loop.time() - last_write > KEEPALIVE_S:
+                await response.write(b": keep-alive\n\n")
+                last_write = loop.time()
+            # Sleep, but wake at once when the server shuts down (the client resumes elsewhere
+            # with Last-Event-ID).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), FOLLOW_POLL_S)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away
     return response
