@@ -212,12 +212,21 @@ LIMIT $3
 SELECT * FROM workers ORDER BY id
 
 -- name: stats
--- One round trip. Counts by status read tasks_status_id_idx (callers cache the answer briefly);
--- the due queue reads the partial index tasks_due_idx.
+-- One round trip, bounded work however big the table: each count reads at most $1 index entries
+-- (tasks_status_id_idx, tasks_due_idx). A count that reaches $1 is replaced by the planner's
+-- estimate (pg_class.reltuples x pg_stats frequency of that status) by the caller.
+-- $1 cap on each exact count
 SELECT
-    (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
-     FROM (SELECT status, count(*) AS n FROM tasks GROUP BY status) s) AS tasks,
-    (SELECT count(*) FROM tasks WHERE status = 'pending' AND next_run_at <= now()) AS queue_depth,
+    (SELECT jsonb_object_agg(s.status, (SELECT count(*) FROM (SELECT 1 FROM tasks t
+                                                             WHERE t.status = s.status LIMIT $1) c))
+     FROM unnest(ARRAY['pending', 'running', 'succeeded', 'dead', 'cancelled', 'paused']) AS s(status))
+        AS tasks,
+    (SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass)::float8 AS reltuples,
+    (SELECT jsonb_object_agg(m.status, m.freq)
+     FROM pg_stats, unnest(most_common_vals::text::text[], most_common_freqs) AS m(status, freq)
+     WHERE schemaname = current_schema() AND tablename = 'tasks' AND attname = 'status') AS status_freqs,
+    (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'pending' AND next_run_at <= now()
+                           LIMIT $1) q) AS queue_depth,
     (SELECT extract(epoch FROM now() - min(next_run_at))::float8
      FROM tasks WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due_age_s,
     (SELECT count(*) FROM workers WHERE status <> 'gone') AS workers,

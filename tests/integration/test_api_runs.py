@@ -13,6 +13,7 @@ import pytest
 from tests.support.api_server import Api, running_api
 from zephyr import taskops
 from zephyr.client import AsyncClient
+from zephyr.db.queries import QUERIES
 from zephyr.ids import new_id
 
 
@@ -219,3 +220,28 @@ async def test_unauthenticated_answer_names_the_scheme(database_url: str) -> Non
     ):
         assert resp.status == 401
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_stats_on_a_big_table_reads_bounded_index_ranges_and_estimates(api: Api) -> None:
+    await api.pool.execute(
+        """
+        INSERT INTO tasks (id, name, type, payload, status, next_run_at)
+        SELECT gen_random_uuid(), 'n', 'internal', '{}'::jsonb,
+               (ARRAY['pending', 'succeeded', 'succeeded', 'succeeded', 'dead'])[n % 5 + 1],
+               now() - interval '1 minute'
+        FROM generate_series(1, 20000) AS n
+        """
+    )
+    await api.pool.execute(
+        "UPDATE tasks SET status = 'paused' WHERE ctid IN (SELECT ctid FROM tasks LIMIT 7)"
+    )
+    await api.pool.execute("VACUUM ANALYZE tasks")
+    stats = await taskops.stats(api.pool, max_age_s=0, exact_cap=1000)
+    truth = dict(await api.pool.fetch("SELECT status, count(*) FROM tasks GROUP BY status"))
+    assert stats["tasks"]["paused"] == 7 and stats["tasks"]["running"] == 0  # small counts stay exact
+    for status in ("pending", "succeeded", "dead"):
+        assert abs(stats["tasks"][status] - truth[status]) <= truth[status] * 0.1, (status, stats, truth)
+    assert set(stats["approximate"]) == {"tasks.pending", "tasks.succeeded", "tasks.dead", "queue_depth"}
+    assert stats["queue_depth"] == 1000  # at least this many
+    plan = "\n".join(row[0] for row in await api.pool.fetch("EXPLAIN " + QUERIES["stats"], 1000))
+    assert "Seq Scan on tasks" not in plan, plan
