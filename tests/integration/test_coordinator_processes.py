@@ -211,7 +211,7 @@ async def test_database_restart_under_load_every_service_recovers(
         async with Cluster(dsn, tmp_path, **FAST) as cluster:
             await cluster.start_coordinator()
             await cluster.start_worker(ZEPHYR_WORKER_ID="w1", ZEPHYR_WORKER_CONCURRENCY="20")
-            await insert_tasks(db, 600, payload=sleep_payload(0.02))
+            await insert_tasks(db, 600, payload=sleep_payload(0.1))
 
             async def some_done() -> bool:
                 return (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 50
@@ -219,6 +219,8 @@ async def test_database_restart_under_load_every_service_recovers(
             await wait_until(some_done, what="load under way")
             await asyncio.to_thread(pg_ctl, server, "restart", "-m", "fast", "-w")
             await db.expire_connections()
+            # the restart really hit the middle of the load
+            assert (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] < 600
 
             async def done() -> bool:
                 try:
