@@ -127,16 +127,19 @@ class BackgroundApi:
         self.thread.join(10)
         self.loop.close()
 
-    def post(self, body: Any) -> tuple[int, Any, int]:
-        """(status, answer, rows added) of one POST /v1/tasks."""
+    def post(self, body: Any, path: str = "/v1/tasks", method: str = "POST") -> tuple[int, Any, int]:
+        """(status, answer, rows added) of one request."""
 
         async def go() -> tuple[int, Any, int]:
             before = await self.api.pool.fetchval("SELECT count(*) FROM tasks")
-            status, answer = await self.api.call("POST", "/v1/tasks", json=body)
+            status, answer = await self.api.call(method, path, json=body)
             after = await self.api.pool.fetchval("SELECT count(*) FROM tasks")
             return status, answer, after - before
 
         return self.run(go())
+
+    def table(self) -> list[Any]:
+        return self.run(self.api.pool.fetch("SELECT * FROM tasks ORDER BY id"))
 
 
 @pytest.fixture
@@ -159,3 +162,40 @@ def test_random_json_never_5xx_and_never_half_written(background_api: Background
     else:
         assert added == 0
         assert set(answer) == {"error"} and {"code", "message"} <= set(answer["error"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tasks=st.lists(mutated_tasks(), min_size=1, max_size=5) | JSON)
+def test_random_batches_are_all_or_nothing(background_api: BackgroundApi, tasks: Any) -> None:
+    keys = (
+        [task.get("idempotency_key") for task in tasks if isinstance(task, dict)]
+        if isinstance(tasks, list)
+        else []
+    )
+    known = {row["idempotency_key"] for row in background_api.table()}
+    status, answer, added = background_api.post({"tasks": tasks}, "/v1/tasks/batch")
+    event(f"status {status}")
+    assert status < 500, (status, answer)
+    if status == 201:
+        repeats = sum(1 for key in keys if key is not None and key in known)  # answered with the first task
+        assert added == len(tasks) - repeats and len(answer["ids"]) == len(tasks)
+    else:
+        assert added == 0 and "error" in answer
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    patch=st.dictionaries(st.sampled_from(["schedule", "payload", "priority", "max_attempts"]) | TEXT, VALUES)
+)
+def test_random_patches_never_5xx_and_change_nothing_when_refused(
+    background_api: BackgroundApi, patch: Any
+) -> None:
+    status, task, _ = background_api.post(VALID[3])
+    assert status == 201
+    before = background_api.table()
+    status, answer, added = background_api.post(patch, f"/v1/tasks/{task['id']}", "PATCH")
+    event(f"status {status}")
+    assert status < 500, (status, answer)
+    assert added == 0
+    if status != 200:
+        assert background_api.table() == before
