@@ -10,7 +10,7 @@
 -- $5 grace_s float8: added to timeout_s for the deadline backstop
 -- $6 now timestamptz, NULL for now()
 WITH due AS (
-    SELECT id, priority, next_run_at
+    SELECT id, priority, next_run_at, recurring, attempts, last_run_id
     FROM tasks
     WHERE status = 'pending'
       AND next_run_at <= coalesce($6::timestamptz, now())
@@ -19,7 +19,8 @@ WITH due AS (
     LIMIT cardinality($2::text[])
     FOR UPDATE SKIP LOCKED
 ), slotted AS (
-    SELECT id, row_number() OVER (ORDER BY priority DESC, next_run_at, id) AS slot
+    SELECT id, next_run_at, recurring, attempts, last_run_id,
+           row_number() OVER (ORDER BY priority DESC, next_run_at, id) AS slot
     FROM due
 ), claimed AS (
     UPDATE tasks t
@@ -29,8 +30,13 @@ WITH due AS (
         updated_at = coalesce($6::timestamptz, now())
     FROM slotted s
     WHERE t.id = s.id
+    -- A retry of a recurring task's firing keeps that firing's time: the schedule goes on from it.
     RETURNING t.id, t.name, t.type, t.payload, t.schedule, t.recurring, t.overlap, t.timeout_s,
-              t.attempts, t.next_run_at AS scheduled_for, s.slot
+              t.attempts, s.slot,
+              CASE WHEN s.recurring AND s.attempts > 0
+                   THEN coalesce((SELECT r.scheduled_for FROM task_runs r WHERE r.id = s.last_run_id),
+                                 s.next_run_at)
+                   ELSE s.next_run_at END AS scheduled_for
 ), inserted AS (
     INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,
                            started_at, deadline_at)

@@ -280,10 +280,12 @@ async def test_recurring_overlap_stays_pending_while_running(database_url: str, 
 
 
 async def test_drain_stops_new_runs(database_url: str, db: asyncpg.Pool) -> None:
+    """Drain asked of another coordinator reaches the worker through `zephyr_drain`."""
     async with (
         running_coordinator(database_url) as coord,
+        running_coordinator(database_url) as other_coord,
         FakeWorker(coord.addr, "drained") as drained,
-        grpc.aio.insecure_channel(coord.addr) as channel,
+        grpc.aio.insecure_channel(other_coord.addr) as channel,
     ):
         admin = admin_pb2_grpc.AdminStub(channel)
         info = await admin.DrainWorker(admin_pb2.DrainWorkerRequest(worker_id="drained"))
@@ -404,3 +406,22 @@ async def test_metrics_endpoint(database_url: str, db: asyncpg.Pool) -> None:
         assert resp.status == 200
         assert 'zephyr_runs_dispatched_total{type="internal"}' in text
         assert "zephyr_workers_connected 1.0" in text
+
+
+async def test_recurring_retry_keeps_the_firing_and_its_grid(database_url: str, db: asyncpg.Pool) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    schedule = {"every_s": 3600, "start_at": start.isoformat()}
+    async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w") as worker:
+        [task_id] = await insert_tasks(
+            db, schedule=schedule, recurring=True, next_run_at=start, max_attempts=3
+        )
+        [one] = await worker.take(1)
+        await worker.complete([one], pb.RUN_OUTCOME_FAILED)
+        [two] = await worker.take(1)
+        assert two.attempt == 2 and two.scheduled_for == one.scheduled_for  # the same firing, retried
+        await worker.complete([two])
+        await until_status(db, task_id, "pending")
+        task = await taskops.get_task(db, str(task_id))
+        next_run = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
+        assert next_run == start + timedelta(seconds=3600)
+        assert task["attempts"] == 0

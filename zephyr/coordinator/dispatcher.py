@@ -180,9 +180,10 @@ class Dispatcher:
                 for r in worker_rows:
                     session.outstanding[str(r["run_id"])] = r["attempt"]
                     metrics.RUNS_DISPATCHED.labels(r["type"]).inc()
-                    metrics.DISPATCH_DELAY.labels(r["type"]).observe(
-                        max(0.0, (now - r["scheduled_for"]).total_seconds())
-                    )
+                    if r["attempt"] == 1:  # a retry's scheduled_for may be its firing's, not its due time
+                        metrics.DISPATCH_DELAY.labels(r["type"]).observe(
+                            max(0.0, (now - r["scheduled_for"]).total_seconds())
+                        )
                 continue
             # The stream closed between plan and push: these runs never left, so end them now
             # (as lost: retried like any other lost run) instead of waiting for the lease.
