@@ -25,11 +25,24 @@ TASK = {"type": "internal", "payload": {"function": "zephyr.noop"}}
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Bearer", "Bearer wrong", "bearer alpha-token", "alpha-token", "Basic YWxwaGE6", "Bearer alpha-token2"],
+    [
+        None,
+        "Bearer",
+        "Bearer wrong",
+        "bearer alpha-token",
+        "alpha-token",
+        "Basic YWxwaGE6",
+        "Bearer alpha-token2",
+    ],
 )
 async def test_missing_or_wrong_token_is_401(api: Api, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    for method, path in (("POST", "/v1/tasks"), ("GET", "/v1/tasks"), ("GET", "/v1/stats"), ("GET", "/metrics")):
+    for method, path in (
+        ("POST", "/v1/tasks"),
+        ("GET", "/v1/tasks"),
+        ("GET", "/v1/stats"),
+        ("GET", "/metrics"),
+    ):
         async with api.session.request(method, api.url(path), json=TASK, headers=headers) as resp:
             body = await resp.json(content_type=None)
         assert resp.status == 401, (method, path)
