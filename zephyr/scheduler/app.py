@@ -19,6 +19,8 @@ from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
+# A statement that takes longer fails its request (500) instead of holding it forever.
+COMMAND_TIMEOUT_S = 30.0
 
 
 def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
@@ -43,7 +45,7 @@ def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
 async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
     """Migrate, listen on ZEPHYR_HTTP_ADDR, serve until `stop` is set, then close gracefully."""
     dsn = config.require_database()
-    pool = await create_pool(dsn, min_size=1, max_size=config.db_pool_size)
+    pool = await create_pool(dsn, min_size=1, max_size=config.db_pool_size, command_timeout=COMMAND_TIMEOUT_S)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
