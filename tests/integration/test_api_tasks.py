@@ -155,6 +155,9 @@ async def test_readyz_is_503_when_the_database_is_gone(database_url: str, pg_adm
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             status, body = await api.call("GET", "/readyz")
             assert status == 503, body
+            status, body = await api.call("POST", "/v1/tasks", json=HTTP_TASK)
+            assert status == 503, body
+            assert body["error"]["code"] == "unavailable"
             assert (await api.call("GET", "/healthz"))[0] == 200
         finally:
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -10,16 +10,26 @@ import hmac
 import logging
 import time
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from zephyr import metrics
-from zephyr.errors import Unauthenticated, ZephyrError
+from zephyr.errors import Unauthenticated, Unavailable, ZephyrError
 from zephyr.scheduler.http import CONFIG, respond
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+# Failures that mean "the database cannot be reached right now" (503, retry) rather than a bug (500).
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ObjectNotInPrerequisiteStateError,  # "database is not currently accepting connections"
+)
 
 
 def token_ok(header: str | None, tokens: tuple[str, ...]) -> bool:
@@ -64,6 +74,10 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
         return respond({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+    except DATABASE_DOWN as exc:
+        status = 503
+        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+        return error_response(Unavailable("the database is unavailable; try again"))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return respond({"error": {"code": "internal", "message": "internal error"}}, status=500)
