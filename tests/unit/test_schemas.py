@@ -91,8 +91,16 @@ def test_parse_json_refuses_what_postgres_cannot_store(raw: bytes) -> None:
 
 def test_parse_json_refuses_deep_nesting() -> None:
     with pytest.raises(ValidationError) as caught:
-        schemas.parse_json(b"[" * 100 + b"]" * 100)
+        schemas.parse_json(b"[" * 100_000 + b"]" * 100_000)
     assert "nested" in caught.value.message
+
+
+def test_parse_json_names_the_field_of_unstorable_text() -> None:
+    with pytest.raises(ValidationError) as caught:
+        schemas.parse_json(b'{"payload": {"args": ["ok", "a\\u0000b"]}}')
+    assert caught.value.field == "payload.args[1]"
+    # a surrogate pair is a valid character; a literal backslash-u text is just text
+    assert schemas.parse_json(b'{"a": "\\ud83d\\ude00", "b": "\\\\u0000"}')["a"] == "\U0001f600"
 
 
 def test_batch_limits() -> None:

@@ -407,19 +407,34 @@ def raise_pydantic(
 # Raw JSON checks that pydantic cannot do: things PostgreSQL's jsonb would refuse.
 
 
+# Escapes that decode to text PostgreSQL refuses: NUL, and UTF-16 surrogates (lone ones cannot be
+# stored; pairs are fine but are checked the slow way too).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
 def parse_json(body: bytes) -> Any:
-    """Decode a request body; raise ValidationError (`invalid_json`) on anything but strict JSON."""
+    """Decode a request body; raise ValidationError (`invalid_json`) on anything but strict JSON,
+    and ValidationError naming the field for what PostgreSQL could not store."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} is out of range")
+        return value
+
     try:
-        value = json.loads(body, parse_constant=no_constants)
+        value = json.loads(body, parse_constant=no_constants, parse_float=finite)
     except RecursionError:
         raise _invalid_json("the document is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _invalid_json(str(exc)) from None
-    check_storable(value)
+    # Raw UTF-8 cannot carry NUL-free-violations or surrogates past json.loads; only escapes
+    # can, so the walk over every string runs only when the body holds such an escape.
+    if _SUSPECT_ESCAPE.search(body):
+        check_storable(value)
     return value
 
 
@@ -429,17 +444,12 @@ def _invalid_json(message: str) -> ValidationError:
     return error
 
 
-MAX_DEPTH = 64
-
-
 def check_storable(value: Any) -> None:
     """Reject what PostgreSQL cannot store in text or jsonb: NUL characters, lone surrogates,
-    non-finite numbers, nesting deeper than 64; the error names the field."""
+    non-finite numbers; the error names the field."""
     stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
     while stack:
         item, loc = stack.pop()
-        if len(loc) > MAX_DEPTH:
-            raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", field=field_path(loc) or None)
         if isinstance(item, str):
             _check_text(item, loc)
         elif isinstance(item, float):
