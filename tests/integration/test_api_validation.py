@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yarl
 from openapi_spec_validator import validate as validate_openapi
 
 from tests.support.api_server import Api, running_api
@@ -172,3 +174,27 @@ async def test_openapi_document_is_3_1_and_covers_the_api(api: Api) -> None:
     text = json.dumps(doc)
     for ref in {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}:
         assert ref in schemas, ref
+
+
+@pytest.mark.parametrize("query", ["name=%00", "name=a%00b&status=dead", "cursor=%00"])
+async def test_unstorable_query_text_is_400(api: Api, query: str) -> None:
+    async with api.session.get(yarl.URL(api.url(f"/v1/tasks?{query}"), encoded=True)) as resp:
+        body = await resp.json()
+    assert resp.status == 400, body
+    assert body["error"]["field"] in ("name", "cursor")
+
+
+async def test_idempotency_key_header_that_is_not_utf8_is_400(api: Api) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", yarl.URL(api.base).port)
+    body = json.dumps(http()).encode()
+    writer.write(
+        b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \xff\xfe\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b'"field":"Idempotency-Key"' in answer

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from zephyr.config import SchedulerConfig
 from zephyr.errors import PayloadTooLarge, ValidationError
-from zephyr.scheduler.schemas import parse_json
+from zephyr.scheduler.schemas import check_text, parse_json
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 CONFIG = web.AppKey("config", SchedulerConfig)
@@ -53,6 +53,7 @@ def query_param(request: web.Request, name: str, choices: tuple[str, ...] | None
     value = request.query.get(name)
     if value is None or value == "":
         return None
+    check_text(value, name)
     if choices is not None and value not in choices:
         raise ValidationError(f"`{name}` must be one of {', '.join(choices)}", field=name)
     return value

@@ -463,6 +463,16 @@ def check_storable(value: Any) -> None:
             stack.extend((child, (*loc, index)) for index, child in enumerate(item))
 
 
+def check_text(text: str, field: str) -> None:
+    """Raise ValidationError naming `field` if PostgreSQL could not store `text` (NUL, surrogates)."""
+    if "\x00" in text:
+        raise ValidationError("text must not contain NUL characters", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("text must be valid UTF-8", field=field) from None
+
+
 def _check_text(text: str, loc: tuple[int | str, ...]) -> None:
     if "\x00" in text:
         raise ValidationError("text must not contain NUL characters", field=field_path(loc) or None)

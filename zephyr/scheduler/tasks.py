@@ -14,6 +14,7 @@ from zephyr.scheduler.http import POOL, limit_param, query_param, read_json, res
 from zephyr.scheduler.schemas import (
     TASK_STATUSES,
     TASK_TYPES,
+    check_text,
     stored_payload,
     stored_schedule,
     validate_batch,
@@ -34,6 +35,8 @@ async def create_task(request: web.Request) -> web.Response:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not 1 <= len(key) <= 255:
         raise ValidationError("the Idempotency-Key header is 1 to 255 characters", field="Idempotency-Key")
+    if key is not None:
+        check_text(key, "Idempotency-Key")
     body = await read_json(request)
     task = validate_task(body)
     row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
