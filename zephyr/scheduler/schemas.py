@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
@@ -380,7 +380,7 @@ def _message(error: Any) -> str:
 
 def raise_pydantic(
     exc: pydantic.ValidationError, prefix: tuple[int | str, ...] = (), *, tagged: bool = False
-) -> None:
+) -> NoReturn:
     """Raise the first error of `exc` as our ValidationError (InvalidSchedule under `schedule`).
 
     `tagged`: `exc` comes from the discriminated task union, whose loc starts with the type tag.
@@ -500,7 +500,6 @@ def validate_task(obj: Any, prefix: tuple[int | str, ...] = ()) -> AnyTask:
         return _TASK_ADAPTER.validate_python(obj)
     except pydantic.ValidationError as exc:
         raise_pydantic(exc, prefix, tagged=True)
-        raise AssertionError("unreachable") from exc
 
 
 def validate_batch(obj: Any) -> list[AnyTask]:
@@ -528,7 +527,6 @@ def validate_payload(task_type: str, payload: Any) -> Model:
         return PAYLOAD_MODELS[task_type].model_validate(payload)
     except pydantic.ValidationError as exc:
         raise_pydantic(exc, ("payload",))
-        raise AssertionError("unreachable") from exc
 
 
 def validate_patch(obj: Any) -> TaskPatch:
@@ -539,7 +537,6 @@ def validate_patch(obj: Any) -> TaskPatch:
         return TaskPatch.model_validate(obj)
     except pydantic.ValidationError as exc:
         raise_pydantic(exc)
-        raise AssertionError("unreachable") from exc
 
 
 def _json_size(value: Any) -> int:
