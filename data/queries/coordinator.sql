@@ -233,3 +233,17 @@ WHERE attempt = 1 AND started_at >= $1;
 -- name: queue_depth
 -- Due pending tasks, for the queue-depth gauge.
 SELECT count(*) FROM tasks WHERE status = 'pending' AND next_run_at <= now();
+
+-- name: misrouted_runs
+-- Runs this coordinator claimed for a worker after that worker registered on another coordinator:
+-- they went down a stream the worker had already left, so the worker never got them.
+-- (Runs claimed before the move were reconciled by the registration itself.)
+-- $1 coordinator_id text, $2 limit int
+SELECT r.id, r.attempt, r.worker_id
+FROM task_runs r
+JOIN workers w ON w.id = r.worker_id
+WHERE r.status = 'running'
+  AND r.coordinator_id = $1
+  AND w.coordinator_id <> $1
+  AND r.started_at > w.registered_at
+LIMIT $2;

@@ -163,12 +163,18 @@ async def test_silent_worker_loses_its_runs_and_late_completion_is_refused(
             assert second.task_id == first.task_id and second.attempt == 2
             runs = await runs_of(db, task_id)
             assert runs[0]["status"] == "lost" and runs[0]["worker_id"] == "hung"
-            await hung.complete([first])
-            assert await hung.acked([first.run_id]) == {first.run_id: False}
+            workers = {w["id"]: w["status"] for w in await taskops.list_workers(db)}
+            assert workers["hung"] == "gone"
+            # the coordinator dropped the silent stream, so it sends that worker nothing more ...
+            await asyncio.wait_for(hung.ended.wait(), 10)
+            # ... and when it comes back, its run is abandoned and its late completion refused
+            async with FakeWorker(coord.addr, "hung", capacity=1, in_flight=[(first.run_id, 1)]) as back:
+                assert back.registered is not None
+                assert [r.run_id for r in back.registered.abandon] == [first.run_id]
+                await back.complete([first])
+                assert await back.acked([first.run_id]) == {first.run_id: False}
             await healthy.complete([second])
             await until_status(db, task_id, "succeeded")
-        workers = {w["id"]: w["status"] for w in await taskops.list_workers(db)}
-        assert workers["hung"] == "gone"
 
 
 async def test_reconnect_keeps_listed_runs_abandons_others_loses_unlisted(

@@ -139,3 +139,20 @@ def _uuid(text: str) -> object:
     import uuid
 
     return uuid.UUID(text)
+
+
+async def test_runs_sent_down_a_stream_the_worker_left_are_lost(db: asyncpg.Pool) -> None:
+    await insert_tasks(db, 2)
+    here = await register(db, "mover", capacity=1)
+    [before] = await claim(db, here)
+    # the worker registers on another coordinator (its registration reconciles `before`) ...
+    await db.execute(QUERIES["upsert_worker"], "mover", "host", 1, "test", 1, ["internal"], "c-other", 60)
+    # ... while this coordinator still holds its old stream and claims once more for it
+    here.outstanding.clear()
+    [after] = await claim(db, here)
+    maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600, coordinator_id="c-test")
+    assert await maintenance.misrouted_once() == 1
+    assert (await taskops.get_run(db, after))["status"] == "lost"
+    assert (await taskops.get_run(db, before))["status"] == "running"
+    other = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600, coordinator_id="c-other")
+    assert await other.misrouted_once() == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,7 +100,19 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         reader = asyncio.create_task(self._read(session, messages), name=f"read-{reg.worker_id}")
         try:
             while True:
-                message = await session.outbox.get()
+                try:
+                    message = await asyncio.wait_for(session.outbox.get(), self._lease_s / 2)
+                except TimeoutError:
+                    # A stream silent past the lease is a zombie (the worker may be frozen or gone
+                    # elsewhere): stop sending it work; a live worker reconnects.
+                    if time.monotonic() - session.last_heard > self._lease_s:
+                        log.warning(
+                            "worker %s silent for over %.1fs: closing its stream",
+                            reg.worker_id,
+                            self._lease_s,
+                        )
+                        break
+                    continue
                 if message is None:
                     break
                 yield self._merge(message, session)
@@ -169,6 +182,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
     async def _read(self, session: WorkerSession, messages: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
         try:
             async for message in messages:
+                session.last_heard = time.monotonic()
                 if message.HasField("register"):
                     log.warning("worker %s sent register twice; ignored", session.worker_id)
                 if message.HasField("heartbeat"):

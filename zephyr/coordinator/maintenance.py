@@ -5,6 +5,8 @@
 - timeout backstop: running runs past `deadline_at` (timeout_s + grace) end `timed_out`;
 - cancel sweep: running runs with `cancel_requested` on workers connected here get a cancel sent
   (in case the `zephyr_cancel` notification was missed);
+- misrouted runs: runs claimed here for a worker that had already moved to another coordinator
+  (pushed down a stream it had left) end `lost`;
 - retention: finished runs (with their logs) and long-gone workers older than the retention period
   are deleted.
 
@@ -45,6 +47,7 @@ class Maintenance:
         *,
         lease_s: float,
         retention_s: float,
+        coordinator_id: str = "",
         gateway: Gateway | None = None,
         registry: Registry | None = None,
     ) -> None:
@@ -52,6 +55,7 @@ class Maintenance:
         self._backoff = backoff
         self._lease_s = lease_s
         self._retention_s = retention_s
+        self._coordinator_id = coordinator_id
         self._gateway = gateway
         self._registry = registry
 
@@ -69,6 +73,23 @@ class Maintenance:
                 r["worker_id"],
                 "lost",
                 error={"code": "lost", "message": "worker lease expired"},
+            )
+            for r in rows
+        ]
+        return sum(await apply_endings(self._pool, endings, self._backoff))
+
+    async def misrouted_once(self) -> int:
+        """End as lost the runs this coordinator pushed down a stream its worker had already left
+        for another coordinator; returns runs ended."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["misrouted_runs"], self._coordinator_id, BATCH)
+        endings = [
+            RunEnding(
+                r["id"],
+                r["attempt"],
+                r["worker_id"],
+                "lost",
+                error={"code": "lost", "message": "sent to a stream the worker had left"},
             )
             for r in rows
         ]
@@ -135,6 +156,7 @@ class Maintenance:
         rescue_every = max(0.1, self._lease_s / 4)
         jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
             ("rescue", self.rescue_once, rescue_every),
+            ("misrouted", self.misrouted_once, rescue_every),
             ("timeouts", self.timeouts_once, self._lease_s),
             ("cancels", self.cancels_once, self._lease_s),
             ("queue", self.sample_queue_once, QUEUE_SAMPLE_EVERY_S),

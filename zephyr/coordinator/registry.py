@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ class WorkerSession:
     outstanding: dict[str, int] = field(default_factory=dict)  # run id -> attempt
     draining: bool = False
     closed: bool = False
+    last_heard: float = field(default_factory=time.monotonic)  # monotonic time of its last message
     outbox: asyncio.Queue[worker_pb2.CoordinatorMessage | None] = field(default_factory=asyncio.Queue)
 
     @property

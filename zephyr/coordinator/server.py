@@ -98,6 +98,7 @@ async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coor
         backoff,
         lease_s=config.lease_s,
         retention_s=config.retention_days * 86400,
+        coordinator_id=coordinator_id,
         gateway=gateway,
         registry=registry,
     )
