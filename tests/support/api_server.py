@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from zephyr import config as cfg
 from zephyr.db.pool import create_pool
-from zephyr.scheduler.app import build_app
+from zephyr.scheduler.app import SERVER_SETTINGS, build_app
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Api:
 @asynccontextmanager
 async def running_api(database_url: str, **env: str) -> AsyncIterator[Api]:
     config = cfg.load(cfg.SchedulerConfig, environ={"ZEPHYR_DATABASE_URL": database_url, **env})
-    pool = await create_pool(database_url, min_size=1, max_size=10)
+    pool = await create_pool(database_url, min_size=1, max_size=10, server_settings=SERVER_SETTINGS)
     server = TestServer(build_app(config, pool), host="127.0.0.1")
     await server.start_server()
     try:

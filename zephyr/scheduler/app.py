@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 5.0
 # A statement that takes longer fails its request (500) instead of holding it forever.
 COMMAND_TIMEOUT_S = 30.0
+# asyncpg prepares every statement, and after five executions PostgreSQL may switch a statement
+# to a generic plan. The generic plan of a filtered page (`status = $3`) reads the primary key and
+# filters, which for a rare status scans the whole table (measured with force_generic_plan: 95 ms
+# on 300k rows instead of 0.3 ms); a custom plan sees the value and picks the status index.
+# Planning these small statements costs little next to that risk.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
@@ -45,7 +51,13 @@ def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
 async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
     """Migrate, listen on ZEPHYR_HTTP_ADDR, serve until `stop` is set, then close gracefully."""
     dsn = config.require_database()
-    pool = await create_pool(dsn, min_size=1, max_size=config.db_pool_size, command_timeout=COMMAND_TIMEOUT_S)
+    pool = await create_pool(
+        dsn,
+        min_size=1,
+        max_size=config.db_pool_size,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings=SERVER_SETTINGS,
+    )
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
