@@ -90,6 +90,8 @@ def _run(args: argparse.Namespace, body: Callable[[Client], None]) -> int:
     except UsageError as exc:
         print(f"zephyr {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while following logs: stop quietly
+        return 130
     return 0
 
 
