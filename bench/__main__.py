@@ -47,10 +47,11 @@ async def _peers(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, 
     from bench.peers import celery_bench, procrastinate_bench
 
     out: dict[str, Any] = {}
-    for name, runner in (
-        ("procrastinate", lambda: procrastinate_bench.run(server, scale, log_dir)),
-        ("celery", lambda: celery_bench.run(scale, log_dir)),
-    ):
+    runners: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+        "procrastinate": lambda: procrastinate_bench.run(server, scale, log_dir),
+        "celery": lambda: celery_bench.run(scale, log_dir),
+    }
+    for name, runner in runners.items():
         try:
             out[name] = await runner()
         except Exception as exc:  # one peer failing must not hide the other

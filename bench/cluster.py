@@ -73,7 +73,7 @@ class BenchCluster:
 
     async def add_worker(self, **env: str) -> Service:
         assert self.cluster is not None
-        worker = await self.cluster.start_worker(**env)
+        worker = await self.cluster.start_worker(True, **env)
         self.workers.append(worker)
         return worker
 

@@ -14,6 +14,8 @@ class Scale:
     submit_batch: int = 1000  # tasks per POST /v1/tasks/batch (the API's maximum)
     submit_parallel: int = 4  # batch requests in flight at once
     worker_concurrency: int = 100  # ZEPHYR_WORKER_CONCURRENCY for the burst and trickle workers
+    # One more burst with 2 workers of this many slots: how much of the burst is slot-bound.
+    burst_wide_concurrency: int = 500
     trickle_rate: float = 200.0
     trickle_s: float = 30.0
     spike_tasks: int = 1000

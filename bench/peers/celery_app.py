@@ -31,7 +31,7 @@ app.conf.update(
 )
 
 
-@app.task(name="bench.noop")
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop(due: float) -> None:
     """Does nothing: the benchmark measures the queue, not the work."""
 
@@ -41,7 +41,7 @@ _started: dict[str, tuple[float, float]] = {}
 _done: list[str] = []
 
 
-@signals.task_prerun.connect
+@signals.task_prerun.connect  # type: ignore[untyped-decorator]
 def _on_prerun(task_id: str, args: tuple[Any, ...] = (), **_: Any) -> None:
     now = time.time()
     due = float(args[0]) if args else 0.0
@@ -49,7 +49,7 @@ def _on_prerun(task_id: str, args: tuple[Any, ...] = (), **_: Any) -> None:
         _started[task_id] = (due, now)
 
 
-@signals.task_postrun.connect
+@signals.task_postrun.connect  # type: ignore[untyped-decorator]
 def _on_postrun(task_id: str, **_: Any) -> None:
     now = time.time()
     with _lock:
@@ -68,6 +68,6 @@ def _flush_forever() -> None:
             client.rpush(DONE_KEY, *batch)
 
 
-@signals.worker_ready.connect
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_flusher(**_: Any) -> None:
     threading.Thread(target=_flush_forever, name="bench-flusher", daemon=True).start()

@@ -105,9 +105,9 @@ def _send_many(celery_app: Any, queue: str, count: int) -> None:
 
 def _records(client: redis.Redis, key: str, start: int, stop: int) -> list[tuple[float, float, float]]:
     """(due, started, finished) of the tasks finished in positions [start, stop) of the list."""
-    rows = client.lrange(key, start, stop - 1)
+    rows: list[bytes] = client.lrange(key, start, stop - 1)  # type: ignore[assignment]
     out: list[tuple[float, float, float]] = []
     for raw in rows:
-        due, started, finished = (float(part) for part in raw.decode().split())
+        due, started, finished = (float(part) for part in raw.split())
         out.append((due, started, finished))
     return out

@@ -33,11 +33,18 @@ async def wait_succeeded(zc: BenchCluster, since: datetime, count: int, timeout_
 
 
 async def run_once(
-    server: BenchServer, scale: Scale, log_dir: Path, workers: int, *, database: str | None = None
+    server: BenchServer,
+    scale: Scale,
+    log_dir: Path,
+    workers: int,
+    *,
+    database: str | None = None,
+    concurrency: int | None = None,
 ) -> dict[str, Any]:
     """One end-to-end burst with `workers` workers; `database` reuses an existing (big) one."""
+    slots = concurrency or scale.worker_concurrency
     async with BenchCluster(server, log_dir, database=database) as zc:
-        await zc.start(workers, ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency))
+        await zc.start(workers, ZEPHYR_WORKER_CONCURRENCY=str(slots))
         tasks = [noop_task() for _ in range(scale.burst_tasks)]
         async with Api(zc.api_url) as api:
             started_at = datetime.now(UTC)
@@ -53,6 +60,7 @@ async def run_once(
         processing_s = (span["last_finished"] - span["first_started"]).total_seconds()
         return {
             "workers": workers,
+            "worker_concurrency": slots,
             "tasks": scale.burst_tasks,
             "runs_succeeded": span["runs"],
             "submit_s": submit_s,

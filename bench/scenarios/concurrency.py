@@ -37,7 +37,7 @@ def rss_mb(proc: Service) -> float:
         )
     except psutil.NoSuchProcess:
         return 0.0
-    return total / (1024 * 1024)
+    return float(total) / (1024 * 1024)
 
 
 async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any]:
