@@ -186,7 +186,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
                 if message.HasField("register"):
                     log.warning("worker %s sent register twice; ignored", session.worker_id)
                 if message.HasField("heartbeat"):
-                    await self._heartbeat(session, message.heartbeat)
+                    self._heartbeat(session, message.heartbeat)
                 if message.completions:
                     self._complete(session, message.completions)
                 if message.logs:
@@ -201,9 +201,17 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             session.closed = True
             session.outbox.put_nowait(None)
 
-    async def _heartbeat(self, session: WorkerSession, beat: worker_pb2.Heartbeat) -> None:
-        if beat.draining and not session.draining:
+    def _heartbeat(self, session: WorkerSession, beat: worker_pb2.Heartbeat) -> None:
+        """Ack at once (the ack proves the stream lives), renew the lease in the background: a slow
+        database never stalls the stream. One renewal in flight per worker; a beat arriving while
+        one runs is folded into the next."""
+        if beat.draining:
             session.draining = True
+        session.send(worker_pb2.CoordinatorMessage(heartbeat_ack=worker_pb2.HeartbeatAck(seq=beat.seq)))
+        if session.renewal is None or session.renewal.done():
+            session.renewal = asyncio.create_task(self._renew(session, beat))
+
+    async def _renew(self, session: WorkerSession, beat: worker_pb2.Heartbeat) -> None:
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute(
@@ -217,9 +225,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
                     self._coordinator_id,
                 )
         except DB_ERRORS as exc:
-            # The ack still goes: it proves the stream lives. The lease catches up at the next beat.
-            log.warning("heartbeat of worker %s not recorded: %s", session.worker_id, exc)
-        session.send(worker_pb2.CoordinatorMessage(heartbeat_ack=worker_pb2.HeartbeatAck(seq=beat.seq)))
+            log.warning("lease of worker %s not renewed: %s", session.worker_id, exc)
 
     def _complete(self, session: WorkerSession, completions: Any) -> None:
         endings = []

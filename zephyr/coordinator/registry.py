@@ -29,6 +29,7 @@ class WorkerSession:
     draining: bool = False
     closed: bool = False
     last_heard: float = field(default_factory=time.monotonic)  # monotonic time of its last message
+    renewal: asyncio.Task[None] | None = None  # the lease renewal in flight, if any
     outbox: asyncio.Queue[worker_pb2.CoordinatorMessage | None] = field(default_factory=asyncio.Queue)
 
     @property
