@@ -105,4 +105,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
         await run_once(server, scale, log_dir / f"burst-{workers}w", workers)
         for workers in scale.burst_workers
     ]
+    result["wide"] = await run_once(
+        server, scale, log_dir / "burst-wide", 2, concurrency=scale.burst_wide_concurrency
+    )
     return result
