@@ -63,11 +63,13 @@ class BenchCluster:
         assert self.cluster is not None
         return self.cluster.api_url
 
-    async def start(self, workers: int, **worker_env: str) -> None:
+    async def start(
+        self, workers: int, *, coordinator_env: dict[str, str] | None = None, **worker_env: str
+    ) -> None:
         """Scheduler, coordinator, then `workers` workers, each waited for until it is ready."""
         assert self.cluster is not None
         self.scheduler = await self.cluster.start_scheduler()
-        self.coordinator = await self.cluster.start_coordinator()
+        self.coordinator = await self.cluster.start_coordinator(**(coordinator_env or {}))
         for _ in range(workers):
             await self.add_worker(**worker_env)
 

@@ -168,3 +168,30 @@ class CpuMeter:
             "cpu_s": {name: round(value, 2) for name, value in used.items()},
             "cores_busy": {name: round(value / wall, 2) for name, value in used.items()} if wall > 0 else {},
         }
+
+
+CLAIM_METRICS = {
+    "zephyr_claims_total": "claims",
+    "zephyr_claim_batch_size_sum": "claimed",
+    "zephyr_claim_duration_seconds_sum": "claim_s",
+}
+
+
+async def coordinator_claim_stats(metrics_url: str) -> dict[str, Any]:
+    """Claim statements, runs per claim and time per claim, from the coordinator's /metrics."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as session, session.get(metrics_url) as resp:
+        text = await resp.text()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in CLAIM_METRICS:
+                found[CLAIM_METRICS[sample.name]] = found.get(CLAIM_METRICS[sample.name], 0.0) + sample.value
+    claims = found.get("claims", 0.0)
+    return {
+        **found,
+        "runs_per_claim": round(found.get("claimed", 0.0) / claims, 1) if claims else None,
+        "ms_per_claim": round(1000 * found.get("claim_s", 0.0) / claims, 2) if claims else None,
+    }

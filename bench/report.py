@@ -413,6 +413,16 @@ def render_profile(profile: dict[str, Any], top: int = 8) -> str:
     lines = [
         f"profile: burst of {profile['tasks']:,} with {profile['workers']} workers, {profile['seconds']:.1f}s"
     ]
+    cpu = profile.get("cpu")
+    if cpu:
+        busy = ", ".join(f"{name} {share:.2f}" for name, share in cpu["cores_busy"].items())
+        lines.append(f"  cores busy during an unprofiled burst of {cpu['wall_s']:.1f}s: {busy}")
+    claims = profile.get("claims")
+    if claims:
+        lines.append(
+            f"  claims in that burst: {claims.get('claims', 0):.0f} statements, "
+            f"{claims.get('runs_per_claim')} runs and {claims.get('ms_per_claim')} ms each"
+        )
     for name, summary in profile["processes"].items():
         if "error" in summary:
             lines.append(f"  {name}: {summary['error']}")

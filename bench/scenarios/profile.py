@@ -14,16 +14,22 @@ from typing import Any
 from bench.client import Api, noop_task
 from bench.cluster import BenchCluster
 from bench.database import BenchServer
-from bench.profiling import CpuMeter, Recorder
+from bench.profiling import CpuMeter, Recorder, coordinator_claim_stats
 from bench.scale import Scale
 from bench.scenarios.burst import wait_succeeded
+from tests.support.cluster import free_port
 
 WORKERS = 2
 
 
 async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any]:
     async with BenchCluster(server, log_dir) as zc:
-        await zc.start(WORKERS, ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency))
+        metrics_addr = f"127.0.0.1:{free_port()}"
+        await zc.start(
+            WORKERS,
+            coordinator_env={"ZEPHYR_METRICS_ADDR": metrics_addr},
+            ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency),
+        )
         assert zc.scheduler is not None and zc.coordinator is not None
         targets = {"scheduler": zc.scheduler, "coordinator": zc.coordinator, "worker": zc.workers[0]}
         services = {"scheduler": zc.scheduler.pid, "coordinator": zc.coordinator.pid}
@@ -40,6 +46,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
             )
         await wait_succeeded(zc, begin, scale.burst_tasks, scale.scenario_timeout_s, "measured burst")
         cpu = meter.stop()
+        claims = await coordinator_claim_stats(f"http://{metrics_addr}/metrics")
 
         recorders = [Recorder(name, proc.pid, log_dir) for name, proc in targets.items()]
         t0 = time.perf_counter()
@@ -61,6 +68,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
             "workers": WORKERS,
             "seconds": seconds,
             "cpu": cpu,
+            "claims": claims,
             "raw_profiles": [str(r.output) for r in recorders],
             "processes": {r.name: r.summary(seconds) for r in recorders},
         }
