@@ -36,6 +36,14 @@ async def run(scale: Scale, log_dir: Path) -> dict[str, Any]:
     from bench.peers import celery_app
 
     client = redis.Redis.from_url(broker)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise RuntimeError(
+            f"the Celery peer needs Redis at {broker} ({exc}): start one (apt-get install redis-server) "
+            "or point BENCH_CELERY_BROKER at one"
+        ) from exc
     worker: Service | None = None
     try:
         count = scale.peer_tasks_celery
