@@ -346,9 +346,11 @@ async def test_cluster_token_required(database_url: str, db: asyncpg.Pool) -> No
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await FakeWorker(coord.addr, "wrong", token="nope").connect()
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        async with FakeWorker(coord.addr, "ok", token="s3cret") as worker:
+        async with (
+            FakeWorker(coord.addr, "ok", token="s3cret") as worker,
+            grpc.aio.insecure_channel(coord.addr) as channel,
+        ):
             assert worker.registered is not None
-        async with grpc.aio.insecure_channel(coord.addr) as channel:
             admin = admin_pb2_grpc.AdminStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await admin.Stats(admin_pb2.StatsRequest())
