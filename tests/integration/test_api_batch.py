@@ -134,3 +134,15 @@ async def test_concurrent_repeats_make_one_task(api: Api) -> None:
     assert statuses.count(201) == 1 and statuses.count(200) == 39
     assert len({body["id"] for _, body in results}) == 1
     assert await count(api) == 1
+
+
+async def test_batch_repeated_with_the_same_idempotency_key_header_creates_nothing_new(api: Api) -> None:
+    tasks = [internal(0), internal(1, idempotency_key="own"), internal(2)]
+    headers = {"Idempotency-Key": "batch-7"}
+    status, first = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks}, headers=headers)
+    assert status == 201
+    status, again = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks}, headers=headers)
+    assert status == 201 and again["ids"] == first["ids"]
+    assert await count(api) == 3
+    keys = await api.pool.fetch("SELECT idempotency_key FROM tasks ORDER BY name")
+    assert [row["idempotency_key"] for row in keys] == ["batch-7#0", "own", "batch-7#2"]

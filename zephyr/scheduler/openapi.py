@@ -137,6 +137,14 @@ def openapi_document() -> dict[str, Any]:
                 401,
                 413,
                 requestBody={"required": True, **_json(_ref("BatchCreate"))},
+                parameters=[
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "description": "tasks without their own key get `<key>#<index>`",
+                        "schema": {"type": "string"},
+                    }
+                ],
             )
         },
         "/v1/tasks/{id}": {

@@ -29,14 +29,21 @@ routes = web.RouteTableDef()
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
+def _idempotency_header(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None:
+        if not 1 <= len(key) <= 240:
+            raise ValidationError(
+                "the Idempotency-Key header is 1 to 240 characters", field=IDEMPOTENCY_HEADER
+            )
+        check_text(key, IDEMPOTENCY_HEADER)
+    return key
+
+
 @routes.post("/v1/tasks")
 async def create_task(request: web.Request) -> web.Response:
     """201 with the new task; 200 with the first task when its idempotency key was seen."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not 1 <= len(key) <= 255:
-        raise ValidationError("the Idempotency-Key header is 1 to 255 characters", field="Idempotency-Key")
-    if key is not None:
-        check_text(key, "Idempotency-Key")
+    key = _idempotency_header(request)
     body = await read_json(request)
     task = validate_task(body)
     row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
@@ -46,10 +53,22 @@ async def create_task(request: web.Request) -> web.Response:
 
 @routes.post("/v1/tasks/batch")
 async def create_batch(request: web.Request) -> web.Response:
-    """201 with `{"ids": [...]}` in input order; all tasks are created or none."""
+    """201 with `{"ids": [...]}` in input order; all tasks are created or none.
+
+    An `Idempotency-Key` header K gives each task without its own key the key `K#<index>`, so a
+    client that repeats a whole batch (after a timeout) gets the same ids and no duplicates."""
+    key = _idempotency_header(request)
     tasks = validate_batch(await read_json(request))
     now = submit.utcnow()
-    rows = [submit.to_row(task, now, f"tasks[{index}].") for index, task in enumerate(tasks)]
+    rows = [
+        submit.to_row(
+            task,
+            now,
+            f"tasks[{index}].",
+            idempotency_key=None if task.idempotency_key or key is None else f"{key}#{index}",
+        )
+        for index, task in enumerate(tasks)
+    ]
     ids = await submit.create_batch(request.app[POOL], rows)
     return respond({"ids": ids}, status=201)
 
