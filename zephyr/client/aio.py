@@ -82,9 +82,13 @@ class AsyncClient:
         result: dict[str, Any] = await self.request("POST", "/v1/tasks", json_body=task, headers=headers)
         return result
 
-    async def submit_batch(self, tasks: list[dict[str, Any]]) -> list[str]:
-        """Create up to 1000 tasks at once, all or none; their ids in order."""
-        result = await self.request("POST", "/v1/tasks/batch", json_body={"tasks": tasks})
+    async def submit_batch(
+        self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[str]:
+        """Create up to 1000 tasks at once, all or none; their ids in order. With
+        `idempotency_key`, repeating the same batch answers the same ids."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        result = await self.request("POST", "/v1/tasks/batch", json_body={"tasks": tasks}, headers=headers)
         ids: list[str] = result["ids"]
         return ids
 

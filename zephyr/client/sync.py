@@ -38,8 +38,8 @@ class Client:
     def submit(self, task: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         return self._runner.run(self._async.submit(task, idempotency_key=idempotency_key))
 
-    def submit_batch(self, tasks: list[dict[str, Any]]) -> list[str]:
-        return self._runner.run(self._async.submit_batch(tasks))
+    def submit_batch(self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None) -> list[str]:
+        return self._runner.run(self._async.submit_batch(tasks, idempotency_key=idempotency_key))
 
     def list_tasks(self, **filters: Any) -> dict[str, Any]:
         return self._runner.run(self._async.list_tasks(**filters))
