@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -129,3 +130,34 @@ async def test_retry_logs_workers_stats(cluster: Cluster) -> None:
     assert stats["tasks"]["pending"] == 1 and stats["workers"] == 1
     code, out, _ = await zephyr(cluster, "stats")
     assert code == 0 and "queue_depth" in out
+
+
+async def test_scheduler_stops_cleanly_on_sigterm_with_a_follower_attached(cluster: Cluster) -> None:
+    task = await zephyr_json(cluster, "submit", "internal", "--payload", '{"function": "zephyr.noop"}')
+    run_id = new_id()
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,"
+            " deadline_at) VALUES ($1, $2, 1, 'running', 'w1', 'c1', now(), now() + interval '1 hour')",
+            run_id,
+            uuid.UUID(task["id"]),
+        )
+        await conn.execute(
+            "INSERT INTO task_logs (run_id, ts, stream, line) VALUES ($1, now(), 'stdout', 'hello')", run_id
+        )
+    finally:
+        await conn.close()
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zephyr.cli.main", "logs", str(run_id), "-f",
+        env={**cluster.base_env, "ZEPHYR_URL": cluster.api_url, "ZEPHYR_TOKEN": TOKEN},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    scheduler = cluster.services[0]
+    assert follower.stdout is not None
+    line = await asyncio.wait_for(follower.stdout.readline(), 20)  # connected: the line so far arrived
+    assert b"hello" in line
+    scheduler.signal(signal.SIGTERM)
+    code = await asyncio.to_thread(scheduler.process.wait, 15)
+    assert code == 0, scheduler.output()
+    await asyncio.wait_for(follower.communicate(), 15)  # its stream ended with the server
