@@ -245,3 +245,11 @@ async def test_stats_on_a_big_table_reads_bounded_index_ranges_and_estimates(api
     assert stats["queue_depth"] == 1000  # at least this many
     plan = "\n".join(row[0] for row in await api.pool.fetch("EXPLAIN " + QUERIES["stats"], 1000))
     assert "Seq Scan on tasks" not in plan, plan
+
+
+async def test_follow_delivers_many_pages_in_order(api: Api) -> None:
+    run_id = await add_run(api, await create(api), status="failed")
+    await add_logs(api, run_id, [f"l{n}" for n in range(1234)])
+    async with AsyncClient(api.base) as client:
+        lines = [entry["line"] async for entry in client.follow_logs(run_id)]
+    assert lines == [f"l{n}" for n in range(1234)]

@@ -83,10 +83,13 @@ async def _follow(request: web.Request, pool: asyncpg.Pool, run_id: Any, after: 
             # Status first, lines second: lines written before the run ended are then all visible.
             status = await pool.fetchval(QUERIES["run_status"], run_id)
             rows = await pool.fetch(QUERIES["list_logs"], run_id, after, FOLLOW_PAGE)
-            for row in rows:
-                after = row["id"]
-                event = f"id: {cursors.encode('l', after)}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
-                await response.write(event.encode())
+            if rows:
+                after = rows[-1]["id"]
+                chunk = "".join(
+                    f"id: {cursors.encode('l', row['id'])}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
+                    for row in rows
+                )
+                await response.write(chunk.encode())  # one write per page, not per line
                 last_write = loop.time()
             if len(rows) == FOLLOW_PAGE:
                 continue
