@@ -64,7 +64,9 @@ def cron_next(expression: str, timezone: str, after: datetime) -> datetime:
         candidates = [first]
         if repeat_in_fold:
             second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-            if second != first:
+            # Only a repeated wall time has a second occurrence; in a spring-forward gap fold=1
+            # names an instant before the gap whose wall clock shows another time.
+            if second != first and second.astimezone(zone).replace(tzinfo=None) == wall:
                 candidates.append(second)
         for instant in candidates:
             if instant > after and (best is None or instant < best):

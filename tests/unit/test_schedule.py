@@ -125,3 +125,56 @@ def test_recurring_and_overlap_flags() -> None:
     assert not is_recurring({"at": "2030-01-01T00:00:00Z"}) and not is_recurring(None)
     assert wants_overlap({"every_s": 1, "overlap": True})
     assert not wants_overlap({"every_s": 1}) and not wants_overlap(None)
+
+
+def reference_firings(expression: str, zone_name: str, start: datetime, end: datetime) -> list[datetime]:
+    """Brute force over every UTC minute in (start, end]: the rules cron_next promises, stated
+    directly. A minute fires when its wall time matches (in a repeated hour, the second pass only
+    for a wildcard hour field), or when it is the instant a skipped wall time maps to."""
+    from croniter import croniter
+
+    zone = ZoneInfo(zone_name)
+    wildcard_hour = expression.split()[1].startswith("*")
+    out: list[datetime] = []
+    moment = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while moment <= end:
+        local = moment.astimezone(zone)
+        wall = local.replace(tzinfo=None)
+        repeated = (
+            wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset()
+        )
+        second_pass = repeated and local.fold == 1
+        fires = croniter.match(expression, wall) and (not second_pass or wildcard_hour)
+        # a wall time skipped by spring-forward maps (fold=0 offset) to this instant
+        before = local.utcoffset()
+        shifted = (moment + (before or timedelta()) - timedelta(hours=1)).replace(tzinfo=None)
+        skipped = (
+            shifted.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) != shifted
+        )
+        if not fires and skipped and croniter.match(expression, shifted):
+            fires = shifted.replace(tzinfo=zone, fold=0).astimezone(UTC) == moment
+        if fires:
+            out.append(moment)
+        moment += timedelta(minutes=1)
+    return out
+
+
+@pytest.mark.parametrize("expression", ["30 2 * * *", "*/5 * * * *", "0 * * * *", "15 1-3 * * *", "*/7 * * * *",
+                                        "*/20 2 * * *", "0 3 * * *", "59 1 * * *", "45 */2 * * *", "0 2 * * 0"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("zone", "change"),
+    [
+        ("Europe/Paris", "2026-03-29T01:00:00Z"),
+        ("Europe/Paris", "2026-10-25T01:00:00Z"),
+        ("America/New_York", "2026-03-08T07:00:00Z"),
+        ("America/New_York", "2026-11-01T06:00:00Z"),
+        ("Australia/Sydney", "2026-04-04T16:00:00Z"),
+        ("Australia/Sydney", "2026-10-03T16:00:00Z"),
+    ],
+)
+def test_cron_next_matches_the_brute_force_rules_around_dst_changes(
+    expression: str, zone: str, change: str
+) -> None:
+    start = utc(change) - timedelta(hours=5)
+    end = utc(change) + timedelta(hours=5)
+    assert firings(expression, zone, start, end) == reference_firings(expression, zone, start, end)
