@@ -51,9 +51,16 @@ def cron_next(expression: str, timezone: str, after: datetime) -> datetime:
     """
     zone = ZoneInfo(timezone)
     repeat_in_fold = expression.split()[1].startswith("*")
-    # Start one hour early in wall time so that second occurrences (fold=1) of a repeated hour
-    # that lie after `after` are not skipped by croniter's naive iteration.
-    local_after = after.astimezone(zone).replace(tzinfo=None) - timedelta(hours=1)
+    # Within an hour of an offset change, start one hour early in wall time, so that wall times
+    # croniter's naive iteration would pass over are seen: second occurrences (fold=1) of a
+    # repeated hour, and skipped times that map to instants after `after`. Elsewhere start at
+    # `after` (an every-minute job then costs one step, not sixty).
+    local = after.astimezone(zone)
+    near_change = any(
+        local.utcoffset() != (after + timedelta(minutes=delta)).astimezone(zone).utcoffset()
+        for delta in (-61, 61)
+    )
+    local_after = local.replace(tzinfo=None) - (timedelta(hours=1) if near_change else timedelta(0))
     itr = croniter(expression, local_after)
     best: datetime | None = None
     while True:
