@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -79,3 +80,18 @@ async def test_non_loopback_without_tokens_refuses_to_start(database_url: str) -
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"ZEPHYR_API_TOKENS" in err and b"ZEPHYR_HTTP_ADDR" in err
+
+
+async def test_address_in_use_refuses_to_start_naming_the_variable(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "zephyr.cli.main", "scheduler",
+            env={"ZEPHYR_DATABASE_URL": database_url, "ZEPHYR_HTTP_ADDR": f"127.0.0.1:{port}", "PATH": "/usr/bin"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err
+    assert err.decode().startswith("zephyr scheduler: ZEPHYR_HTTP_ADDR: cannot listen")

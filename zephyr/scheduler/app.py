@@ -10,7 +10,7 @@ from aiohttp import web
 
 from zephyr.config import SchedulerConfig
 from zephyr.db.migrate import migrate
-from zephyr.db.pool import create_pool
+from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
 from zephyr.scheduler import runs, system, tasks
 from zephyr.scheduler.http import CONFIG, POOL, STOPPING
@@ -48,9 +48,25 @@ def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
     return app
 
 
+async def _migrate(dsn: str) -> None:
+    """Apply pending migrations on a connection of its own (no statement timeout: an index build
+    may take long), retrying while the database is not up yet."""
+    probe = await create_pool(dsn, min_size=1, max_size=1)  # waits for the database, says why not
+    await probe.close()
+    try:
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StartupError(f"cannot migrate database {redact_dsn(dsn)}: {exc}") from exc
+
+
 async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
     """Migrate, listen on ZEPHYR_HTTP_ADDR, serve until `stop` is set, then close gracefully."""
     dsn = config.require_database()
+    await _migrate(dsn)
     pool = await create_pool(
         dsn,
         min_size=1,
@@ -59,8 +75,6 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
         server_settings=SERVER_SETTINGS,
     )
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
         runner = web.AppRunner(build_app(config, pool), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         try:
