@@ -16,7 +16,10 @@ import pytest
 from tests.support.cluster import free_port, wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
 from zephyr import metrics, taskops
+from zephyr.config import CoordinatorConfig, load
+from zephyr.coordinator.server import serve
 from zephyr.db.queries import QUERIES
+from zephyr.errors import StartupError
 from zephyr.v1 import admin_pb2, admin_pb2_grpc
 from zephyr.v1 import worker_pb2 as pb
 
@@ -439,3 +442,13 @@ async def test_recurring_retry_keeps_the_firing_and_its_grid(database_url: str, 
         next_run = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
         assert next_run == start + timedelta(seconds=3600)
         assert task["attempts"] == 0
+
+
+async def test_port_in_use_is_a_clear_startup_error(database_url: str, db: asyncpg.Pool) -> None:
+    async with running_coordinator(database_url) as coord:
+        port = coord.addr.rsplit(":", 1)[1]
+        config = load(
+            CoordinatorConfig, environ={"ZEPHYR_DATABASE_URL": database_url, "ZEPHYR_GRPC_ADDR": coord.addr}
+        )
+        with pytest.raises(StartupError, match=f"ZEPHYR_GRPC_ADDR: cannot listen on 127.0.0.1:{port}"):
+            await serve(config, asyncio.Event())

@@ -26,7 +26,15 @@ from zephyr.rpc import backoff_s
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# What a database outage or restart looks like from here. InternalClientError: asyncpg's state
+# error on a connection the server dropped mid-operation (seen on PostgreSQL restarts).
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 MAX_BATCH = 1000
 RETRY_DELAY_S = 0.5
 
@@ -213,6 +221,10 @@ class CompletionBatcher:
                         break
                     except DB_ERRORS as exc:
                         log.warning("applying %d run endings failed (%s); retrying", len(batch), exc)
+                        await self._pool.expire_connections()
+                        await asyncio.sleep(RETRY_DELAY_S)
+                    except Exception:
+                        log.exception("applying %d run endings failed; retrying", len(batch))
                         await asyncio.sleep(RETRY_DELAY_S)
                 for (_ending, future), ok in zip(batch, accepted, strict=True):
                     if not future.done():

@@ -92,6 +92,12 @@ class Dispatcher:
                     await self._set_timer()
                 except DB_ERRORS as exc:
                     log.warning("claim failed (%s); retrying", exc)
+                    # Connections may be left broken by a database restart: start afresh.
+                    await self._pool.expire_connections()
+                    await _wait_any((stop,), DB_RETRY_S)
+                    continue
+                except Exception:
+                    log.exception("claim failed; retrying")
                     await _wait_any((stop,), DB_RETRY_S)
                     continue
             # Wait for a reason to claim; a new timer only re-arms the wait.

@@ -78,6 +78,7 @@ class LogSink:
                     await self._insert(batch)
                 except DB_ERRORS as exc:
                     log.warning("writing %d log lines failed (%s); retrying", len(batch), exc)
+                    await self._pool.expire_connections()
                     await asyncio.sleep(RETRY_DELAY_S)
                     continue
                 for _ in range(count):

@@ -175,6 +175,8 @@ class Maintenance:
                         log.info("maintenance %s: %d", name, count)
                 except DB_ERRORS as exc:
                     log.warning("maintenance %s failed: %s", name, exc)
+                except Exception:
+                    log.exception("maintenance %s failed", name)
             wait = max(0.0, min(due.values()) - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)

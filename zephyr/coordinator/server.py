@@ -127,7 +127,9 @@ async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coor
         },
     )
 
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[TokenInterceptor(config.cluster_token)])
+    # gRPC sets SO_REUSEPORT by default: a second coordinator on a taken port would silently share it.
+    options = [*SERVER_OPTIONS, ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options, interceptors=[TokenInterceptor(config.cluster_token)])
     worker_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, server)
     admin_pb2_grpc.add_AdminServicer_to_server(Admin(pool), server)
     health = HealthServicer()
@@ -141,7 +143,11 @@ async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coor
         ),
         server,
     )
-    if server.add_insecure_port(str(config.grpc_addr)) == 0:
+    try:
+        bound = server.add_insecure_port(str(config.grpc_addr))
+    except RuntimeError as exc:  # grpcio raises on a port in use; older versions returned 0
+        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}: {exc}") from None
+    if bound == 0:
         raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}")
     metrics_runner = await serve_metrics(config.metrics_addr) if config.metrics_addr else None
 
