@@ -132,14 +132,20 @@ def default_worker_id() -> str:
 class CommonConfig:
     """Settings every service shares."""
 
-    database_url: str | None = setting(
-        "ZEPHYR_DATABASE_URL", None, parse_dsn, "PostgreSQL DSN (unset: `zephyr up` embeds one)", secret=True
-    )
     log_format: str = setting("ZEPHYR_LOG_FORMAT", "text", parse_log_format, "log format: text or json")
     log_level: str = setting("ZEPHYR_LOG_LEVEL", "INFO", str.upper, "log level")
 
     def validate(self) -> None:
         """Cross-field checks; raise ConfigError naming the variable."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig(CommonConfig):
+    """Settings of the services that use Zephyr's database (workers never do)."""
+
+    database_url: str | None = setting(
+        "ZEPHYR_DATABASE_URL", None, parse_dsn, "PostgreSQL DSN (unset: `zephyr up` embeds one)", secret=True
+    )
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -148,7 +154,7 @@ class CommonConfig:
 
 
 @dataclass(frozen=True)
-class SchedulerConfig(CommonConfig):
+class SchedulerConfig(DatabaseConfig):
     """The HTTP API."""
 
     http_addr: Addr = setting("ZEPHYR_HTTP_ADDR", Addr("127.0.0.1", 8080), parse_addr, "listen address")
@@ -169,7 +175,7 @@ class SchedulerConfig(CommonConfig):
 
 
 @dataclass(frozen=True)
-class CoordinatorConfig(CommonConfig):
+class CoordinatorConfig(DatabaseConfig):
     """Dispatch, leases, retries, recurring tasks and the admin API."""
 
     grpc_addr: Addr = setting("ZEPHYR_GRPC_ADDR", Addr("127.0.0.1", 50051), parse_addr, "listen address")

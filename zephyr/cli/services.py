@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         cfg.add_arguments(parser, config_cls)
         parser.set_defaults(func=run_service, service=name)
     migrate_parser = subparsers.add_parser("migrate", help="apply database migrations (idempotent)")
-    cfg.add_arguments(migrate_parser, cfg.CommonConfig)
+    cfg.add_arguments(migrate_parser, cfg.DatabaseConfig)
     migrate_parser.set_defaults(func=run_migrate)
 
 
@@ -100,7 +100,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             await conn.close()
 
     try:
-        config = cfg.load(cfg.CommonConfig, args)
+        config = cfg.load(cfg.DatabaseConfig, args)
         applied = asyncio.run(apply(config.require_database()))
     except (ConfigError, StartupError) as exc:
         return fail("migrate", exc.message)

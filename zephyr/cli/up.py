@@ -101,7 +101,8 @@ def plan_children(workers: int, base_env: dict[str, str]) -> list[Child]:
     coordinator_env.setdefault("ZEPHYR_METRICS_ADDR", f"127.0.0.1:{free_port()}")
     children.append(Child("coordinator", [*python, "coordinator"], coordinator_env, COLORS[1]))
     for index in range(1, workers + 1):
-        env = dict(base_env)
+        # Workers hold no database credentials: only the publish target, which is a separate setting.
+        env = {key: value for key, value in base_env.items() if key != "ZEPHYR_DATABASE_URL"}
         env["ZEPHYR_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
         env.setdefault("ZEPHYR_WORKER_ID", f"{host}-worker-{index}")
         if "ZEPHYR_WORKER_ID" in base_env:
@@ -152,7 +153,7 @@ def run_up(args: argparse.Namespace) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     embedded = None
     try:
-        common = cfg.load(cfg.CommonConfig)
+        common = cfg.load(cfg.DatabaseConfig)
         dsn = common.database_url
         if dsn is None:
             from zephyr.embedded import EmbeddedPostgres
