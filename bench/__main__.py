@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import logging
 import os
 import platform
 import subprocess
@@ -43,41 +45,24 @@ SCENARIOS = (
 Runner = Callable[[BenchServer, Scale, Path], Awaitable[Any]]
 
 
-async def _peers(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any]:
-    from bench.peers import celery_bench, procrastinate_bench
-
-    out: dict[str, Any] = {}
-    runners: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-        "procrastinate": lambda: procrastinate_bench.run(server, scale, log_dir),
-        "celery": lambda: celery_bench.run(scale, log_dir),
-    }
-    for name, runner in runners.items():
-        try:
-            out[name] = await runner()
-        except Exception as exc:  # one peer failing must not hide the other
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            traceback.print_exc()
-        _say(f"  {name}: {_brief(out[name])}")
-    return out
-
-
 def _runner(name: str) -> Runner:
-    if name == "peers":
-        return _peers
-    module = __import__(f"bench.scenarios.{name}", fromlist=["run"])
-    runner: Runner = module.run
+    runner: Runner = importlib.import_module(f"bench.scenarios.{name}").run
     return runner
 
 
 def _brief(result: Any) -> str:
+    """A few headline numbers of a scenario's result, for the progress lines."""
     if not isinstance(result, dict):
         return str(result)
     if "error" in result:
         return f"ERROR {result['error']}"
     keys = ("processing_per_s", "end_to_end_per_s", "recovery_s", "peak_in_flight")
-    return (
-        ", ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), (int, float))) or "done"
-    )
+    found = [f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), (int, float))]
+    parts = {
+        k: v for k, v in result.items() if isinstance(v, dict) and ("error" in v or "processing_per_s" in v)
+    }
+    found += [f"{name}: {_brief(part)}" for name, part in parts.items()]
+    return ", ".join(found) or "done"
 
 
 def _say(message: str) -> None:
@@ -189,6 +174,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         import uvloop
 
