@@ -19,8 +19,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 SAMPLE_RATE_HZ = 200
 TOP = 15
 _LINE_NUMBER = re.compile(r":\d+\)$")
@@ -119,6 +117,8 @@ def summarise(collapsed: str, seconds: float, top: int = TOP) -> dict[str, Any]:
 
 
 def _cpu_seconds(pid: int) -> float:
+    import psutil
+
     try:
         times = psutil.Process(pid).cpu_times()
     except psutil.NoSuchProcess:
@@ -127,6 +127,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _postgres_pids(postmaster_pid: int | None) -> list[int]:
+    import psutil
+
     if postmaster_pid is None:
         return []
     try:
