@@ -1,0 +1,101 @@
+"""The benchmark's own arithmetic: percentiles, profile summaries, verdicts against the targets."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from bench import report
+from bench.pacing import paced
+from bench.profiling import summarise
+from bench.stats import latency_summary, percentile, rate
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile([7.0], 0.99) == 7.0
+    assert math.isnan(percentile([], 0.5))
+
+
+def test_latency_summary_reports_milliseconds() -> None:
+    summary = latency_summary([0.003, 0.001, 0.002, 0.010])
+    assert summary["count"] == 4
+    assert summary["p50_ms"] == 2.0
+    assert summary["max_ms"] == 10.0
+    assert math.isnan(rate(10, 0.0))
+
+
+def test_profile_summary_merges_lines_and_keeps_zephyr_frames_for_inclusive_time() -> None:
+    collapsed = "\n".join(
+        [
+            "main (zephyr/cli/main.py:3);claim (zephyr/coordinator/dispatcher.py:10);execute (asyncpg/c.py:5) 6",
+            "main (zephyr/cli/main.py:3);claim (zephyr/coordinator/dispatcher.py:12);dumps (json/__init__.py:1) 2",
+            "main (zephyr/cli/main.py:3);push (zephyr/coordinator/dispatcher.py:40) 2",
+        ]
+    )
+    summary = summarise(collapsed, seconds=1.0)
+    assert summary["samples"] == 10
+    assert summary["self"][0] == {"frame": "execute (asyncpg/c.py)", "pct": 60.0}
+    inclusive = {entry["frame"]: entry["pct"] for entry in summary["inclusive_zephyr"]}
+    assert inclusive == {
+        "claim (zephyr/coordinator/dispatcher.py)": 80.0,
+        "push (zephyr/coordinator/dispatcher.py)": 20.0,
+    }
+
+
+def _latency(p50: float, p99: float) -> dict[str, float]:
+    return {"count": 100.0, "p50_ms": p50, "p95_ms": p99, "p99_ms": p99, "max_ms": p99}
+
+
+def test_verdicts_against_the_issue_targets() -> None:
+    results = {
+        "burst": {
+            "by_workers": [
+                {"workers": 1, "tasks": 100, "end_to_end_per_s": 4000.0, "processing_per_s": 4100.0},
+                {"workers": 2, "tasks": 100, "end_to_end_per_s": 6000.0, "processing_per_s": 6100.0},
+            ]
+        },
+        "peers": {"celery": {"processing_per_s": 500.0}, "procrastinate": {"processing_per_s": 500.0}},
+        "trickle": {
+            "rate_per_s": 200.0,
+            "trickle": {"due_to_started": _latency(3.0, 20.0), "due_to_finished": _latency(5.0, 30.0)},
+        },
+        "bigtable": {
+            "loaded": {"tasks": 2_000_000},
+            "burst": {"workers": 2, "end_to_end_per_s": 5000.0},
+            "trickle": {"trickle": {"due_to_started": _latency(3.1, 20.0)}},
+        },
+        "recovery": {"runs": 500, "recovery_s": 10.5, "target_s": 11},
+    }
+    verdicts = {row.metric.strip(): row.verdict for row in report.rows(results)}
+    assert verdicts["burst end to end, best (2 workers)"] == "PASS"
+    assert verdicts["ratio Zephyr burst / celery"] == "PASS"  # 12x >= 10x
+    assert verdicts["ratio Zephyr burst / procrastinate"] == "FAIL"  # 12x < 15x
+    assert verdicts["trickle 200/s due->started p50"] == "PASS"
+    assert verdicts["p99"] == "FAIL"
+    # The big-table burst is compared with the empty-table burst of the same worker count: -16.7%.
+    assert verdicts["big table (2,000,000 tasks): burst 2 workers"] == "FAIL"
+    assert verdicts["recovery: 500 runs after kill -9"] == "PASS"
+
+
+async def test_paced_keeps_order_and_bounds_requests_in_flight() -> None:
+    in_flight = peak = 0
+    release = asyncio.Event()
+
+    async def submit(index: int) -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if index == 0:
+            await release.wait()  # the first request hangs until the gate is full
+        else:
+            release.set()
+            await asyncio.sleep(0)
+        in_flight -= 1
+        return index
+
+    assert await paced(1_000_000.0, 20, submit, max_in_flight=3) == list(range(20))
+    assert peak <= 3
