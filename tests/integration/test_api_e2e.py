@@ -55,7 +55,13 @@ async def test_follow_a_live_shell_run_to_its_end(client: AsyncClient, tmp_path:
                 two_seen.set()
 
     follower = asyncio.create_task(follow())
-    await asyncio.wait_for(two_seen.wait(), 20)
+    try:
+        await asyncio.wait_for(two_seen.wait(), 20)
+    except TimeoutError:
+        stored = (await client.logs(run_id))["logs"]
+        state = await client.get_task(task["id"])
+        outcome = follower.exception() if follower.done() else "still following"
+        pytest.fail(f"follower saw {seen} in 20 s ({outcome!r}); stored lines: {stored}; task: {state}")
     assert sorted(seen) == [("stderr", "two"), ("stdout", "one")]
     assert not follower.done()  # the run is still going, so is the stream
     gate.touch()

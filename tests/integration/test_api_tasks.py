@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -148,7 +149,7 @@ async def test_readyz_is_503_when_the_database_is_gone(database_url: str, pg_adm
         assert (await api.call("GET", "/readyz"))[0] == 200
         admin = await asyncpg.connect(pg_admin_dsn)
         try:
-            name = database_url.rsplit("/", 1)[1]
+            name = urlsplit(database_url).path.lstrip("/")
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
             )
