@@ -36,9 +36,9 @@ from zephyr.coordinator.registry import Registry
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import create_pool
 from zephyr.errors import StartupError
+from zephyr.metrics_http import serve_metrics
 from zephyr.rpc import SERVER_OPTIONS
 from zephyr.v1 import admin_pb2, admin_pb2_grpc, worker_pb2, worker_pb2_grpc
-from zephyr.worker.metrics_http import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,9 @@ async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coor
         raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}: {exc}") from None
     if bound == 0:
         raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}")
-    metrics_runner = await serve_metrics(config.metrics_addr) if config.metrics_addr else None
+    metrics_runner = (
+        await serve_metrics(config.metrics_addr, config.cluster_token) if config.metrics_addr else None
+    )
 
     batcher.start()
     logs.start()

@@ -17,9 +17,9 @@ import os
 
 from zephyr.config import WorkerConfig
 from zephyr.errors import ConfigError
+from zephyr.metrics_http import serve_metrics
 from zephyr.worker.connection import Connection
 from zephyr.worker.executors import build_executors
-from zephyr.worker.metrics_http import serve_metrics
 from zephyr.worker.outbox import Outbox
 from zephyr.worker.runner import Runner
 
@@ -61,7 +61,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         runner=runner,
         outbox=outbox,
     )
-    metrics = await serve_metrics(config.metrics_addr) if config.metrics_addr else None
+    metrics = await serve_metrics(config.metrics_addr, config.cluster_token) if config.metrics_addr else None
     log.info(
         "worker %s: %d slots, types %s, coordinators %s",
         connection.worker_id,

@@ -1,0 +1,37 @@
+"""The Prometheus endpoint of the coordinator and the worker: GET /metrics on ZEPHYR_METRICS_ADDR.
+
+With a token (ZEPHYR_CLUSTER_TOKEN), a scrape must carry `Authorization: Bearer <token>`;
+config validation already refuses a non-loopback address without one.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from zephyr.config import Addr
+
+TOKEN_KEY = web.AppKey("token", str)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    token = request.app.get(TOKEN_KEY)
+    if token:
+        presented = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+            return web.Response(status=401, text="a valid bearer token is required\n")
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve_metrics(addr: Addr, token: str | None = None) -> web.AppRunner:
+    """Start serving /metrics on `addr`; the caller cleans the returned runner up."""
+    app = web.Application()
+    if token:
+        app[TOKEN_KEY] = token
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, addr.host, addr.port).start()
+    return runner
