@@ -35,6 +35,7 @@ SCENARIOS = (
     "submit",
     "burst",
     "trickle",
+    "roundtrip",
     "concurrency",
     "worker_rss",
     "recovery",

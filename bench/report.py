@@ -230,6 +230,16 @@ def rows(results: dict[str, Any]) -> list[Row]:
                         "",
                     )
                 )
+    trip = _get(results, "roundtrip", "post_to_succeeded_s")
+    if trip:
+        out.append(
+            Row(
+                f"round trip POST -> reads succeeded, {_get(results, 'roundtrip', 'tasks')} http tasks: p50 / p99 / max",
+                "",
+                " / ".join(_num(trip[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
+                "",
+            )
+        )
     conc = results.get("concurrency")
     if conc:
         out.append(
