@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# As in zephyr/cli/main.py: tests run shell executors in processes where gRPC threads run.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 

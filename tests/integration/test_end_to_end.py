@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -125,3 +126,33 @@ async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: t
     assert status == 0, output
     assert "embedded PostgreSQL stopped" in output
     assert "Traceback" not in output, output
+
+
+async def test_many_shell_runs_all_succeed_first_time(database_url: str, tmp_path: Path) -> None:
+    """Forking commands beside gRPC's threads once killed ~1 child in 30 with SIGSEGV before exec
+    (gRPC's fork handlers); every one of these runs must succeed on its first attempt."""
+    count = 90
+    async with Cluster(database_url, tmp_path) as cluster:
+        await cluster.start_scheduler()
+        await cluster.start_coordinator()
+        await cluster.start_worker(ZEPHYR_SHELL_ALLOW="*", ZEPHYR_WORKER_CONCURRENCY="8")
+        command = "echo out; echo err >&2; exit 0"
+        async with aiohttp.ClientSession() as session:
+            body = {"tasks": [{"type": "shell", "payload": {"command": command}} for _ in range(count)]}
+            async with session.post(f"{cluster.api_url}/v1/tasks/batch", json=body) as resp:
+                assert resp.status == 201, await resp.text()
+        conn = await asyncpg.connect(database_url)
+        try:
+
+            async def all_finished() -> bool:
+                left = await conn.fetchval(
+                    "SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')"
+                )
+                return left == 0
+
+            await wait_until(all_finished, timeout=60, what=f"{count} shell tasks to finish")
+            runs = await conn.fetch("SELECT attempt, status, error FROM task_runs")
+        finally:
+            await conn.close()
+    failed = [dict(run) for run in runs if run["status"] != "succeeded"]
+    assert failed == [] and len(runs) == count

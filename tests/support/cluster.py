@@ -97,8 +97,10 @@ class Cluster:
     def __init__(self, database_url: str, tmp_path: Path, **env: str) -> None:
         self.database_url = database_url
         self.tmp_path = tmp_path
+        # The services choose their own gRPC fork setting (zephyr/cli/main.py), not the test process's.
+        inherited = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
         self.base_env = {
-            **os.environ,
+            **inherited,
             "ZEPHYR_DATABASE_URL": database_url,
             "ZEPHYR_PUBLISH_DATABASE_URL": database_url,
             "PYTHONUNBUFFERED": "1",
