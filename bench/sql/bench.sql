@@ -28,7 +28,7 @@ SELECT count(*) FROM task_runs WHERE finished_at >= $1 AND status = 'succeeded';
 -- $1 task ids
 SELECT extract(epoch FROM r.started_at - r.scheduled_for)::float8 AS to_start,
        extract(epoch FROM r.finished_at - r.scheduled_for)::float8 AS to_finish,
-       r.status
+       r.status, r.scheduled_for
 FROM task_runs r
 WHERE r.task_id = ANY($1::uuid[]);
 
