@@ -371,6 +371,15 @@ def plot(results: dict[str, Any], path: Path) -> bool:
             left.axhline(
                 peer_rate, color=colour, linestyle="-.", label=f"{peer}, 1 worker x10: {peer_rate:,.0f}/s"
             )
+    wide = _get(results, "burst", "wide")
+    if wide:
+        left.plot(
+            [wide["workers"]],
+            [wide["end_to_end_per_s"]],
+            "^",
+            color="tab:purple",
+            label=f"Zephyr end to end, {wide['worker_concurrency']} slots per worker",
+        )
     big = _get(results, "bigtable", "burst")
     if big:
         left.plot(
@@ -393,8 +402,11 @@ def plot(results: dict[str, Any], path: Path) -> bool:
             right.bar(xs, [max(summary[k], 0.01) for k in keys], width, label=label)
         right.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], [k[:-3] for k in keys])
         right.set_yscale("log")
+        right.yaxis.set_major_locator(
+            matplotlib.ticker.FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000])
+        )
         right.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        right.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        right.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         right.axhline(TARGET_P99_MS, color="grey", linestyle=":", label=f"p99 target {TARGET_P99_MS:.0f} ms")
         right.set_ylabel("due -> started, ms (log)")
         right.set_title("Latency percentiles")
@@ -410,6 +422,10 @@ def _latency_series(results: dict[str, Any]) -> list[tuple[str, dict[str, float]
         (
             f"Zephyr {_get(results, 'trickle', 'rate_per_s') or 0:.0f}/s",
             _get(results, "trickle", "trickle", "due_to_started"),
+        ),
+        (
+            f"Zephyr {_get(results, 'trickle', 'rate_per_s') or 0:.0f}/s, spike's 2 s left out",
+            _get(results, "trickle", "trickle_apart_from_spike", "due_to_started"),
         ),
         ("Zephyr spike", _get(results, "trickle", "spike", "due_to_started")),
         ("Zephyr big table", _get(results, "bigtable", "trickle", "trickle", "due_to_started")),
