@@ -101,7 +101,10 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(session.outbox.get(), self._lease_s / 2)
+                    if session.carry:
+                        message = session.carry.pop()
+                    else:
+                        message = await asyncio.wait_for(session.outbox.get(), self._lease_s / 2)
                 except TimeoutError:
                     # A stream silent past the lease is a zombie (the worker may be frozen or gone
                     # elsewhere): stop sending it work; a live worker reconnects.
@@ -127,14 +130,16 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
     ) -> worker_pb2.CoordinatorMessage:
         """Fold queued assignment/ack/cancel messages into `message`: many items, one send."""
         while not session.outbox.empty():
-            nxt = session.outbox._queue[0]  # type: ignore[attr-defined]
-            if nxt is None or nxt.HasField("registered") or nxt.HasField("drain"):
+            nxt = session.outbox.get_nowait()
+            if (
+                nxt is None
+                or nxt.HasField("registered")
+                or nxt.HasField("drain")
+                or (nxt.HasField("heartbeat_ack") and message.HasField("heartbeat_ack"))
+                or len(message.assignments) + len(message.completion_acks) > MAX_MERGED_ITEMS
+            ):
+                session.carry.append(nxt)  # sent on its own, right after this message
                 break
-            if nxt.HasField("heartbeat_ack") and message.HasField("heartbeat_ack"):
-                break
-            if len(message.assignments) + len(message.completion_acks) > MAX_MERGED_ITEMS:
-                break
-            session.outbox.get_nowait()
             message.MergeFrom(nxt)
         return message
 
