@@ -247,3 +247,9 @@ WHERE r.status = 'running'
   AND w.coordinator_id <> $1
   AND r.started_at > w.registered_at
 LIMIT $2;
+
+-- name: next_lease_expiry_s
+-- Seconds until the earliest live worker lease runs out (negative: already out); NULL with no workers.
+SELECT extract(epoch FROM min(lease_expires_at) - now())::float8
+FROM workers
+WHERE status <> 'gone';

@@ -95,6 +95,11 @@ def test_failure_retries_after_backoff_until_attempts_run_out() -> None:
     assert update is not None and update.status == "dead"
 
 
+def test_lost_run_retries_at_once_without_backoff() -> None:
+    update = decide(finished(status="lost", attempts=1), now=NOW, backoff=no_backoff)
+    assert update is not None and (update.status, update.next_run_at) == ("pending", NOW)
+
+
 def test_non_retryable_failure_is_dead_at_once() -> None:
     update = decide(finished(status="failed", retryable=False), now=NOW, backoff=no_backoff)
     assert update is not None and update.status == "dead"

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 RETENTION_EVERY_S = 60.0
 QUEUE_SAMPLE_EVERY_S = 15.0
+RESCUE_MIN_WAIT_S = 0.05  # floor between rescue checks while a lease is already out
 
 
 class Maintenance:
@@ -58,12 +59,18 @@ class Maintenance:
         self._coordinator_id = coordinator_id
         self._gateway = gateway
         self._registry = registry
+        self.next_expiry_s: float | None = None
 
     async def rescue_once(self) -> int:
-        """Expire silent workers and end their running runs as lost; returns runs ended."""
+        """Expire silent workers and end their running runs as lost; returns runs ended.
+
+        Also notes when the earliest live lease runs out, so that `run` checks again right then
+        rather than on a fixed period: a dead worker's runs move on as soon as its lease ends.
+        """
         async with self._pool.acquire() as conn:
             gone = await conn.fetch(QUERIES["expire_workers"])
             rows = await conn.fetch(QUERIES["orphaned_runs"], BATCH)
+            self.next_expiry_s = await conn.fetchval(QUERIES["next_lease_expiry_s"])
         if gone:
             log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
         endings = [
@@ -151,8 +158,8 @@ class Maintenance:
         return 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rescue every lease_s/4 (a dead worker's runs move on soon after its lease ends); the
-        timeout backstop and cancel sweep every lease_s; queue gauge and retention less often."""
+        """Rescue when the earliest worker lease runs out (at most lease_s/4 apart); the timeout
+        backstop and cancel sweep every lease_s; queue gauge and retention less often."""
         rescue_every = max(0.1, self._lease_s / 4)
         jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
             ("rescue", self.rescue_once, rescue_every),
@@ -171,6 +178,10 @@ class Maintenance:
                 due[name] = loop.time() + every
                 try:
                     count = await job()
+                    if name == "rescue" and self.next_expiry_s is not None:
+                        # Leases are renewed all the time, so this mostly just moves the check
+                        # along; when a worker dies, it lands just after its lease ends.
+                        due[name] = loop.time() + min(every, max(RESCUE_MIN_WAIT_S, self.next_expiry_s))
                     if count:
                         log.info("maintenance %s: %d", name, count)
                 except DB_ERRORS as exc:

@@ -80,7 +80,9 @@ def decide(
 
     can_retry = run.retryable and run.attempts < run.max_attempts and not (run.recurring and run.overlap)
     if can_retry:
-        return update("pending", now + timedelta(seconds=backoff(run.attempts)), run.attempts)
+        # A lost run failed for its worker's sake, not its own: it runs again at once elsewhere.
+        delay_s = 0.0 if run.status == "lost" else backoff(run.attempts)
+        return update("pending", now + timedelta(seconds=delay_s), run.attempts)
     if run.recurring:
         return next_firing()
     return update("dead", None, run.attempts)
