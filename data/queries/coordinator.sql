@@ -47,7 +47,8 @@ WITH due AS (
     RETURNING id, task_id, attempt, worker_id, scheduled_for, started_at
 )
 SELECT i.id AS run_id, i.attempt, i.worker_id, i.scheduled_for, i.started_at,
-       c.id AS task_id, c.name, c.type, c.payload, c.schedule, c.recurring, c.overlap, c.timeout_s
+       c.id AS task_id, c.name, c.type, c.payload::text AS payload_json, c.schedule, c.recurring,
+       c.overlap, c.timeout_s
 FROM inserted i
 JOIN claimed c ON c.id = i.task_id
 ORDER BY c.slot;

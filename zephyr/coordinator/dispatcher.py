@@ -9,7 +9,6 @@ claims nothing and queries nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -175,7 +174,7 @@ class Dispatcher:
                         task_id=str(r["task_id"]),
                         task_name=r["name"],
                         type=r["type"],
-                        payload_json=json.dumps(r["payload"], separators=(",", ":")),
+                        payload_json=r["payload_json"],  # jsonb text as stored: no decode and re-encode
                         timeout_s=r["timeout_s"],
                         scheduled_for=rfc3339(r["scheduled_for"]),
                     )
