@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -36,6 +37,14 @@ BATCH = 1000
 RETENTION_EVERY_S = 60.0
 QUEUE_SAMPLE_EVERY_S = 15.0
 RESCUE_MIN_WAIT_S = 0.05  # floor between rescue checks while a lease is already out
+
+
+def endings_of(rows: list[Any], status: str, code: str, message: str) -> list[RunEnding]:
+    """One RunEnding with `status` and error {code, message} per run row (id, attempt, worker_id)."""
+    return [
+        RunEnding(r["id"], r["attempt"], r["worker_id"], status, error={"code": code, "message": message})
+        for r in rows
+    ]
 
 
 class Maintenance:
@@ -73,16 +82,7 @@ class Maintenance:
             self.next_expiry_s = await conn.fetchval(QUERIES["next_lease_expiry_s"])
         if gone:
             log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
-        endings = [
-            RunEnding(
-                r["id"],
-                r["attempt"],
-                r["worker_id"],
-                "lost",
-                error={"code": "lost", "message": "worker lease expired"},
-            )
-            for r in rows
-        ]
+        endings = endings_of(rows, "lost", "lost", "worker lease expired")
         return sum(await apply_endings(self._pool, endings, self._backoff))
 
     async def misrouted_once(self) -> int:
@@ -90,32 +90,14 @@ class Maintenance:
         for another coordinator; returns runs ended."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["misrouted_runs"], self._coordinator_id, BATCH)
-        endings = [
-            RunEnding(
-                r["id"],
-                r["attempt"],
-                r["worker_id"],
-                "lost",
-                error={"code": "lost", "message": "sent to a stream the worker had left"},
-            )
-            for r in rows
-        ]
+        endings = endings_of(rows, "lost", "lost", "sent to a stream the worker had left")
         return sum(await apply_endings(self._pool, endings, self._backoff))
 
     async def timeouts_once(self) -> int:
         """End runs past their deadline as timed out; returns runs ended."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["overdue_runs"], BATCH)
-        endings = [
-            RunEnding(
-                r["id"],
-                r["attempt"],
-                r["worker_id"],
-                "timed_out",
-                error={"code": "timeout", "message": "no completion before the deadline"},
-            )
-            for r in rows
-        ]
+        endings = endings_of(rows, "timed_out", "timeout", "no completion before the deadline")
         accepted = await apply_endings(self._pool, endings, self._backoff)
         if self._gateway is not None:
             self._gateway.cancel(

@@ -71,10 +71,9 @@ def to_row(
     )
 
 
-async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
-    """Insert `task`; (the task, True) when created, (the first task, False) on a repeated key."""
-    row = await pool.fetchrow(
-        QUERIES["insert_task"],
+def row_values(task: NewTask) -> tuple[Any, ...]:
+    """A new task's column values in the order `insert_task` and `insert_tasks_batch` take them."""
+    return (
         new_id(),
         task.name,
         task.type,
@@ -87,8 +86,12 @@ async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any]
         task.timeout_s,
         task.next_run_at,
         task.idempotency_key,
-        taskops.rfc3339(task.next_run_at),
     )
+
+
+async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
+    """Insert `task`; (the task, True) when created, (the first task, False) on a repeated key."""
+    row = await pool.fetchrow(QUERIES["insert_task"], *row_values(task), taskops.rfc3339(task.next_run_at))
     if row is not None:
         metrics.TASKS_SUBMITTED.labels(task.type).inc()
         return taskops.task_dict(row), True
@@ -118,20 +121,7 @@ async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     check_unique_keys(tasks)
     columns: list[list[Any]] = [[] for _ in range(12)]
     for task in tasks:
-        values = (
-            new_id(),
-            task.name,
-            task.type,
-            task.payload,
-            task.schedule,
-            task.recurring,
-            task.overlap,
-            task.priority,
-            task.max_attempts,
-            task.timeout_s,
-            task.next_run_at,
-            task.idempotency_key,
-        )
+        values = row_values(task)
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     rows = await pool.fetch(QUERIES["insert_tasks_batch"], *columns)
