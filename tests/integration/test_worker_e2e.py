@@ -273,9 +273,17 @@ async def test_sigterm_drains_running_runs_to_completion(
         worker = await cluster.start_worker(ZEPHYR_DRAIN_S="30")
         api = Api(cluster.api_url, session)
         task = await api.submit(
-            {"type": "internal", "payload": {"function": "zephyr.sleep", "kwargs": {"seconds": 2}}}
+            {"type": "internal", "payload": {"function": "zephyr.sleep", "kwargs": {"seconds": 5}}}
         )
         await api.wait_status(task["id"], "running")
+
+        # `running` is committed before the assignment is pushed: wait until the worker itself
+        # reports the run in a heartbeat, so the signal finds it executing, not still in transit.
+        async def worker_has_it() -> bool:
+            workers = (await api.get("/v1/workers"))["workers"]
+            return any(w["id"] == worker.addr and w["running"] >= 1 for w in workers)
+
+        await wait_until(worker_has_it, what="the worker to report the run")
         worker.signal(signal.SIGTERM)
         done = await api.wait_status(task["id"], "succeeded", "dead", "pending")
         assert done["status"] == "succeeded", done
