@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -70,13 +70,6 @@ def parse_positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"{text!r} must be an integer of at least 1")
-    return value
-
-
-def parse_non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must be an integer of at least 0")
     return value
 
 
@@ -307,10 +300,3 @@ def load(
     if validate is not None:
         validate()
     return config
-
-
-def describe(cls: type[Any]) -> Sequence[tuple[str, str, str]]:
-    """(variable, default, help) of every setting, for documentation."""
-    return [
-        (f.metadata["env"], str(f.default), f.metadata["help"]) for f in fields(cls) if "env" in f.metadata
-    ]
