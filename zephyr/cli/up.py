@@ -104,9 +104,8 @@ def plan_children(workers: int, base_env: dict[str, str]) -> list[Child]:
         # Workers hold no database credentials: only the publish target, which is a separate setting.
         env = {key: value for key, value in base_env.items() if key != "ZEPHYR_DATABASE_URL"}
         env["ZEPHYR_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
-        env.setdefault("ZEPHYR_WORKER_ID", f"{host}-worker-{index}")
-        if "ZEPHYR_WORKER_ID" in base_env:
-            env["ZEPHYR_WORKER_ID"] = f"{base_env['ZEPHYR_WORKER_ID']}-{index}"
+        prefix = base_env.get("ZEPHYR_WORKER_ID") or f"{host}-worker"
+        env["ZEPHYR_WORKER_ID"] = f"{prefix}-{index}"
         children.append(Child(f"worker-{index}", [*python, "worker"], env, COLORS[(index + 1) % len(COLORS)]))
     return children
 
