@@ -213,7 +213,7 @@ SELECT * FROM workers ORDER BY id
 
 -- name: stats
 -- One round trip, bounded work however big the table: each count reads at most $1 index entries
--- (tasks_status_id_idx, tasks_due_idx). A count that reaches $1 is replaced by the planner's
+-- (tasks_status_id_idx, tasks_claim_idx). A count that reaches $1 is replaced by the planner's
 -- estimate (pg_class.reltuples x pg_stats frequency of that status) by the caller.
 -- $1 cap on each exact count
 SELECT
@@ -225,10 +225,15 @@ SELECT
     (SELECT jsonb_object_agg(m.status, m.freq)
      FROM pg_stats, unnest(most_common_vals::text::text[], most_common_freqs) AS m(status, freq)
      WHERE schemaname = current_schema() AND tablename = 'tasks' AND attname = 'status') AS status_freqs,
-    (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'pending' AND next_run_at <= now()
+    (SELECT count(*) FROM (SELECT 1 FROM pending_priorities() p
+                           CROSS JOIN LATERAL (SELECT 1 FROM tasks t
+                                               WHERE t.status = 'pending' AND t.priority = p.priority
+                                                 AND t.next_run_at <= now()
+                                               LIMIT $1) d
+                           WHERE p.earliest <= now()
                            LIMIT $1) q) AS queue_depth,
-    (SELECT extract(epoch FROM now() - min(next_run_at))::float8
-     FROM tasks WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due_age_s,
+    (SELECT extract(epoch FROM now() - min(earliest))::float8
+     FROM pending_priorities() WHERE earliest <= now()) AS oldest_due_age_s,
     (SELECT count(*) FROM workers WHERE status <> 'gone') AS workers,
     ((SELECT count(*) FROM task_runs WHERE finished_at > now() - interval '60 seconds') / 60.0)
         ::float8 AS runs_per_s

@@ -9,15 +9,31 @@
 -- $4 coordinator_id text
 -- $5 grace_s float8: added to timeout_s for the deadline backstop
 -- $6 now timestamptz, NULL for now()
+--
+-- Due rows are found one priority at a time, highest first (pending_priorities(): one index probe
+-- per distinct priority), each due priority's rows read as one bounded range of tasks_claim_idx
+-- (priority = p, next_run_at <= cutoff) in due order, stopping at the batch size. The cost stays
+-- that of the rows claimed however many future or finished rows the table holds. The cutoff travels
+-- as a column so that the planner sees an unknown bound: a plain `next_run_at <= now()` let it trust
+-- stale statistics and read and sort every due row (45 ms per claim with 50,000 due), or, as a
+-- generic plan, walk all future rows whenever fewer than a batch were due (53 ms with 1,000,000).
 WITH due AS (
-    SELECT id, priority, next_run_at, recurring, attempts, last_run_id
-    FROM tasks
-    WHERE status = 'pending'
-      AND next_run_at <= coalesce($6::timestamptz, now())
-      AND type = ANY ($1::text[])
-    ORDER BY priority DESC, next_run_at
+    SELECT d.id, d.priority, d.next_run_at, d.recurring, d.attempts, d.last_run_id
+    FROM (SELECT priority, earliest, coalesce($6::timestamptz, now()) AS cutoff
+          FROM pending_priorities()) p
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.priority, t.next_run_at, t.recurring, t.attempts, t.last_run_id
+        FROM tasks t
+        WHERE t.status = 'pending'
+          AND t.priority = p.priority
+          AND t.next_run_at <= p.cutoff
+          AND t.type = ANY ($1::text[])
+        ORDER BY t.next_run_at
+        LIMIT cardinality($2::text[])
+        FOR UPDATE SKIP LOCKED
+    ) d
+    WHERE p.earliest <= p.cutoff
     LIMIT cardinality($2::text[])
-    FOR UPDATE SKIP LOCKED
 ), slotted AS (
     SELECT id, next_run_at, recurring, attempts, last_run_id,
            row_number() OVER (ORDER BY priority DESC, next_run_at, id) AS slot
@@ -68,8 +84,15 @@ WHERE t.id = u.id;
 -- Seconds until the earliest pending task of these types is due (negative: overdue; NULL: none),
 -- measured on the database clock, for the dispatcher's timer.
 -- $1 types text[]
-SELECT extract(epoch FROM min(next_run_at) - now())::float8
-FROM tasks WHERE status = 'pending' AND type = ANY ($1::text[]);
+-- The earliest row of an offered type in each priority (a bounded scan of tasks_claim_idx).
+SELECT extract(epoch FROM min(f.next_run_at) - now())::float8
+FROM pending_priorities() p
+CROSS JOIN LATERAL (
+    SELECT t.next_run_at FROM tasks t
+    WHERE t.status = 'pending' AND t.priority = p.priority AND t.type = ANY ($1::text[])
+    ORDER BY t.next_run_at
+    LIMIT 1
+) f;
 
 -- name: finish_runs
 -- Fenced end of runs: only a run still running under that worker at that attempt changes.
@@ -233,7 +256,13 @@ WHERE attempt = 1 AND started_at >= $1;
 
 -- name: queue_depth
 -- Due pending tasks, for the queue-depth gauge.
-SELECT count(*) FROM tasks WHERE status = 'pending' AND next_run_at <= now();
+SELECT coalesce(sum(d.n), 0)::bigint
+FROM pending_priorities() p
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM tasks t
+    WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at <= now()
+) d
+WHERE p.earliest <= now();
 
 -- name: misrouted_runs
 -- Runs this coordinator claimed for a worker after that worker registered on another coordinator:

@@ -1,0 +1,141 @@
+"""The claim statement itself (`claim_due`) on a real PostgreSQL: which rows it takes, and that its
+cost follows the rows claimed, not the rows the table holds, even when statistics are stale."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from zephyr import ids
+from zephyr.db.queries import QUERIES
+
+FILL_SQL = """
+INSERT INTO tasks (id, type, payload, status, priority, next_run_at)
+SELECT gen_random_uuid(), $1, '{}', 'pending', $2, $3::timestamptz + make_interval(secs => i * $4::float8)
+FROM generate_series(1, $5) AS i
+"""
+
+
+async def fill(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    count: int,
+    *,
+    due: datetime,
+    step_s: float = 0.0,
+    priority: int = 0,
+    type: str = "internal",
+) -> None:
+    await conn.execute(FILL_SQL, type, priority, due, step_s, count)
+
+
+CLAIM_PARAMS = "(text[], text[], uuid[], text, float8, timestamptz)"
+
+
+def claim_args(slots: int, now: datetime | None = None) -> tuple[Any, ...]:
+    return (["internal"], ["w"] * slots, ids.new_ids(slots), "c1", 30.0, now)
+
+
+async def claim(conn: asyncpg.Connection, slots: int) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        rows: list[asyncpg.Record] = await conn.fetch(QUERIES["claim_due"], *claim_args(slots))
+    return rows
+
+
+def _find(plan: dict[str, Any], name: str) -> dict[str, Any] | None:
+    if plan.get("Subplan Name") == name:
+        return plan
+    for child in plan.get("Plans", []):
+        found = _find(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+async def blocks_to_find_due(conn: asyncpg.Connection, slots: int) -> int:
+    """Shared buffers the claim reads or hits to choose its rows (the `due` part, before the writes),
+    from EXPLAIN ANALYZE in a transaction rolled back: the larger of a custom plan (made with the
+    statistics) and the generic plan a prepared statement switches to after five runs."""
+    blocks = []
+    await conn.execute(
+        f"PREPARE claim_due_test {CLAIM_PARAMS} AS {QUERIES['claim_due'].rstrip().rstrip(';')}"
+    )
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            run_ids = ",".join(str(i) for i in ids.new_ids(slots))
+            raw = await conn.fetchval(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim_due_test"
+                f" ('{{internal}}', array_fill('w'::text, ARRAY[{slots}]), '{{{run_ids}}}', 'c1', 30, NULL)"
+            )
+        finally:
+            await tx.rollback()
+        due = _find((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"], "CTE due")
+        assert due is not None, raw
+        blocks.append(int(due["Shared Hit Blocks"]) + int(due["Shared Read Blocks"]))
+    await conn.execute("DEALLOCATE claim_due_test")
+    return max(blocks)
+
+
+async def blocks_of(conn: asyncpg.Connection, query: str, *args: Any) -> int:
+    raw = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query, *args)
+    top = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    return int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"])
+
+
+async def test_claim_takes_due_rows_by_priority_then_due_time(db: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    async with db.acquire() as conn:
+        await fill(conn, 5_000, due=now + timedelta(days=1), step_s=1, priority=9)  # only future rows
+        await fill(conn, 3, due=now - timedelta(seconds=30), step_s=1, priority=5)
+        await fill(conn, 4, due=now - timedelta(seconds=60), step_s=1, priority=0)
+        await fill(conn, 4, due=now - timedelta(seconds=90), step_s=1, priority=-3)
+        await fill(conn, 10, due=now - timedelta(seconds=90), priority=5, type="http")  # not offered
+        rows = await claim(conn, 9)
+        got = [(r["type"], r["scheduled_for"]) for r in rows]
+        prios = await conn.fetch(
+            "SELECT priority, next_run_at FROM tasks WHERE id = ANY($1::uuid[])", [r["task_id"] for r in rows]
+        )
+        by_due = {p["next_run_at"]: p["priority"] for p in prios}
+        assert [t for t, _ in got] == ["internal"] * 9
+        # Slot order: priority 5 (3 rows), then priority 0 (4), then the 2 earliest of priority -3.
+        assert [by_due[due] for _, due in got] == [5, 5, 5, 0, 0, 0, 0, -3, -3]
+        assert [due for _, due in got[:3]] == sorted(due for _, due in got[:3])
+        assert all(due <= now for _, due in got)
+        # What is left: 2 due rows of priority -3, then nothing due of an offered type.
+        assert len(await claim(conn, 100)) == 2
+        assert await claim(conn, 100) == []
+
+
+async def test_due_work_queries_cost_what_they_return_not_the_table(db: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    async with db.acquire() as conn:
+        await fill(conn, 200_000, due=now + timedelta(days=1), step_s=1)
+        await conn.execute("VACUUM ANALYZE tasks")
+        # A burst lands after the statistics were taken: the planner believes almost nothing is due.
+        await fill(conn, 20_000, due=now - timedelta(seconds=5))
+        many_due = await blocks_to_find_due(conn, 100)
+        # A few urgent rows behind a backlog of lower priority due earlier.
+        await fill(conn, 5, due=now - timedelta(seconds=1), priority=7)
+        urgent = await blocks_to_find_due(conn, 5)
+        # Fewer due rows than the batch: the scan must stop at the last due row, not walk the future.
+        await conn.execute("DELETE FROM tasks WHERE next_run_at <= now()")
+        await conn.execute("VACUUM tasks")
+        await fill(conn, 10, due=now - timedelta(seconds=5))
+        few_due = await blocks_to_find_due(conn, 100)
+        timer = await blocks_of(conn, QUERIES["next_due"], ["internal"])
+        depth = await blocks_of(conn, QUERIES["queue_depth"])
+        assert await conn.fetchval(QUERIES["queue_depth"]) == 10
+        assert await conn.fetchval(QUERIES["next_due"], ["internal"]) < 0
+        assert await conn.fetchval(QUERIES["next_due"], ["http"]) is None
+    # Reading 100 rows and their index entries is about a hundred blocks; sorting 20,000 due rows,
+    # walking a backlog or 200,000 future index entries is thousands.
+    assert many_due < 250, many_due
+    assert urgent < 100, urgent
+    assert few_due < 100, few_due
+    assert timer < 100, timer
+    assert depth < 100, depth
