@@ -252,6 +252,8 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             )
         valid = [e for e in endings if e.run_id is not None]
         futures = self._batcher.submit(valid)
+        if sum(session.report_finished(c.run_id) for c in completions):
+            self._registry.freed()  # the worker's slots are free now; the commit follows
         task = asyncio.create_task(self._ack(session, [c.run_id for c in completions], endings, futures))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -268,7 +270,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         for run_id, ending in zip(run_ids, endings, strict=True):
             accepted = next(results) if ending.run_id is not None else False
             acks.append(worker_pb2.CompletionAck(run_id=run_id, accepted=accepted))
-            session.outstanding.pop(run_id, None)
+            session.settle(run_id)
         session.send(worker_pb2.CoordinatorMessage(completion_acks=acks))
         self._registry.freed()
 

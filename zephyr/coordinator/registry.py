@@ -1,8 +1,9 @@
 """The workers connected to this coordinator, their free slots, and the slot plan of a claim.
 
-Free slots are counted here, not trusted from heartbeats: free = capacity - outstanding runs
-(assigned and not yet completed), and zero while draining. A heartbeat's own figure is only
-informative.
+Free slots are counted here, not trusted from heartbeats: free = capacity - runs executing, where a
+run executes from its assignment until the worker reports it finished (not until that report is
+committed: the worker's slot is free once it reports), and zero while draining. A heartbeat's own
+figure is only informative.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class WorkerSession:
     worker_id: str
     capacity: int
     task_types: frozenset[str]
-    outstanding: dict[str, int] = field(default_factory=dict)  # run id -> attempt
+    outstanding: dict[str, int] = field(default_factory=dict)  # run id -> attempt, until acked
+    # Outstanding runs the worker has reported finished, whose ending is not yet committed and acked.
+    reported: set[str] = field(default_factory=set)
     draining: bool = False
     closed: bool = False
     last_heard: float = field(default_factory=time.monotonic)  # monotonic time of its last message
@@ -38,7 +41,19 @@ class WorkerSession:
     def free(self) -> int:
         if self.draining or self.closed:
             return 0
-        return max(0, self.capacity - len(self.outstanding))
+        return max(0, self.capacity - len(self.outstanding) + len(self.reported))
+
+    def report_finished(self, run_id: str) -> bool:
+        """The worker says `run_id` no longer executes there; True if that freed one of its slots."""
+        if run_id in self.outstanding and run_id not in self.reported:
+            self.reported.add(run_id)
+            return True
+        return False
+
+    def settle(self, run_id: str) -> None:
+        """The ending of `run_id` is committed (accepted or refused) and acked: forget the run."""
+        self.outstanding.pop(run_id, None)
+        self.reported.discard(run_id)
 
     def send(self, message: worker_pb2.CoordinatorMessage) -> bool:
         """Queue `message` for the stream; False when the stream has closed."""
