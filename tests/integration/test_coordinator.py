@@ -84,6 +84,29 @@ async def test_capacity_types_and_batching(database_url: str, db: asyncpg.Pool) 
         assert small.assignment_messages <= 3
 
 
+async def test_slot_is_free_once_reported_before_the_ending_commits(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w", capacity=2) as worker:
+        await insert_tasks(db, 4)
+        first = await worker.take(2)
+        async with db.acquire() as blocker, blocker.transaction():
+            # Hold the first runs' rows: their endings cannot commit until this transaction ends.
+            await blocker.execute(
+                "SELECT 1 FROM task_runs WHERE id = ANY($1::uuid[]) FOR UPDATE",
+                [a.run_id for a in first],
+            )
+            await worker.complete(first)
+            # The worker said both runs ended, so both slots are free: new runs come at once.
+            more = await worker.take(2)
+            assert {a.run_id for a in more}.isdisjoint(a.run_id for a in first)
+            assert not worker.acks  # the endings are still waiting on the lock
+        assert await worker.acked([a.run_id for a in first]) == {a.run_id: True for a in first}
+        # Still never beyond capacity: the two new runs hold both slots.
+        await worker.heartbeat_acked()
+        assert worker.assignments.empty()
+
+
 async def test_priority_order(database_url: str, db: asyncpg.Pool) -> None:
     low = await insert_tasks(db, 3, priority=0)
     high = await insert_tasks(db, 2, priority=10)
