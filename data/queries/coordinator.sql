@@ -60,13 +60,13 @@ WITH due AS (
            coalesce($6::timestamptz, now()),
            coalesce($6::timestamptz, now()) + make_interval(secs => c.timeout_s + $5::float8)
     FROM claimed c
-    RETURNING id, task_id, attempt, worker_id, scheduled_for, started_at
 )
-SELECT i.id AS run_id, i.attempt, i.worker_id, i.scheduled_for, i.started_at,
+-- The runs as inserted, computed from the claim itself: no join back to `inserted`.
+SELECT ($3::uuid[])[c.slot] AS run_id, c.attempts AS attempt, ($2::text[])[c.slot] AS worker_id,
+       c.scheduled_for, coalesce($6::timestamptz, now()) AS started_at,
        c.id AS task_id, c.name, c.type, c.payload::text AS payload_json, c.schedule, c.recurring,
        c.overlap, c.timeout_s
-FROM inserted i
-JOIN claimed c ON c.id = i.task_id
+FROM claimed c
 ORDER BY c.slot;
 
 -- name: reschedule_overlapping
@@ -96,6 +96,10 @@ CROSS JOIN LATERAL (
 
 -- name: finish_runs
 -- Fenced end of runs: only a run still running under that worker at that attempt changes.
+-- A run is running exactly while finished_at is NULL (task_runs_running_check). The fence says so
+-- through finished_at because the partial indexes on status = 'running' would otherwise tempt the
+-- planner: reading every running run, and every dead index entry left by the runs ended since the
+-- last vacuum, is cheap by the statistics and grew through a burst; the runs are found by id.
 -- Returns what deciding the task's next state needs, read from the task as it is now.
 -- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 statuses text[],
 -- $5 results jsonb[] (NULL entries allowed), $6 errors jsonb[] (NULL entries allowed)
@@ -107,7 +111,7 @@ FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::json
 WHERE r.id = u.id
   AND r.attempt = u.attempt
   AND r.worker_id = u.worker_id
-  AND r.status = 'running'
+  AND r.finished_at IS NULL  -- still running; not `status = 'running'`, see below
   AND t.id = r.task_id
 RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
           t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,

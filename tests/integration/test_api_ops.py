@@ -59,7 +59,8 @@ async def add_run(api: Api, task_id: str, status: str = "running") -> uuid.UUID:
     run_id = new_id()
     await api.pool.execute(
         "INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,"
-        " deadline_at) VALUES ($1, $2, 1, $3, 'w1', 'c1', now(), now() + interval '1 minute')",
+        " deadline_at, finished_at) VALUES ($1, $2, 1, $3, 'w1', 'c1', now(), now() + interval '1 minute',"
+        " CASE WHEN $3 = 'running' THEN NULL ELSE now() END)",
         run_id,
         uuid.UUID(task_id),
         status,

@@ -36,8 +36,8 @@ async def add_run(api: Api, task_id: str, attempt: int = 1, status: str = "runni
     run_id = new_id()
     await api.pool.execute(
         "INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,"
-        " deadline_at, result, error) VALUES ($1, $2, $3, $4, 'w1', 'c1', now(), now() + interval '1 minute',"
-        " $5, $6)",
+        " deadline_at, result, error, finished_at) VALUES ($1, $2, $3, $4, 'w1', 'c1', now(),"
+        " now() + interval '1 minute', $5, $6, CASE WHEN $4 = 'running' THEN NULL ELSE now() END)",
         run_id,
         uuid.UUID(task_id),
         attempt,

@@ -105,7 +105,8 @@ async def test_get_shows_the_newest_run_as_last_run(api: Api) -> None:
     for run_id, attempt, status in ((older, 1, "failed"), (newer, 2, "running")):
         await api.pool.execute(
             "INSERT INTO task_runs (id, task_id, attempt, status, worker_id, coordinator_id, scheduled_for,"
-            " deadline_at) VALUES ($1, $2, $3, $4, 'w1', 'c1', now(), now() + interval '1 minute')",
+            " deadline_at, finished_at) VALUES ($1, $2, $3, $4, 'w1', 'c1', now(), now() + interval '1 minute',"
+            " CASE WHEN $4 = 'running' THEN NULL ELSE now() END)",
             run_id,
             task_id,
             attempt,

@@ -48,6 +48,13 @@ DB_COMMAND_TIMEOUT_S = 10.0
 # A run's deadline backstop fires this long after its timeout_s: the worker enforces the timeout
 # itself and reports it; the backstop is for a worker that cannot.
 MIN_DEADLINE_GRACE_S = 5.0
+HOT_POOL_SIZE = 4  # the claim loop, the completion batcher and the log sink each hold one at a time
+# The statements run for every task (claim, endings, task transitions, log lines) find each row by
+# its key or by an index range. asyncpg keeps prepared statements, so PostgreSQL caches one generic
+# plan per statement, made with the statistics of the moment: made while the tables were small, it
+# read them whole (a sequential scan, a merge join along a primary key, every running run through
+# its partial index) once per batch, more and more as they grew. Only index lookups here.
+HOT_PATH_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 
 def default_coordinator_id() -> str:
@@ -66,16 +73,30 @@ async def serve(config: CoordinatorConfig, stop: asyncio.Event) -> None:
             applied = await migrate(conn)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        await _serve(config, stop, pool, coordinator_id)
+        hot_pool = await create_pool(
+            dsn,
+            min_size=2,
+            max_size=HOT_POOL_SIZE,
+            command_timeout=DB_COMMAND_TIMEOUT_S,
+            server_settings=HOT_PATH_SETTINGS,
+        )
+        try:
+            await _serve(config, stop, pool, hot_pool, coordinator_id)
+        finally:
+            await hot_pool.close()
     finally:
         await pool.close()
 
 
-async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coordinator_id: str) -> None:
+async def _serve(
+    config: CoordinatorConfig, stop: asyncio.Event, pool: Any, hot_pool: Any, coordinator_id: str
+) -> None:
+    """`hot_pool` runs the statements of every task: claims, endings, log lines (HOT_PATH_SETTINGS);
+    `pool` the rest (registration, heartbeats, maintenance, admin)."""
     backoff = Backoff(config.retry_base_s, config.retry_cap_s)
     registry = Registry()
-    batcher = CompletionBatcher(pool, backoff)
-    logs = LogSink(pool)
+    batcher = CompletionBatcher(hot_pool, backoff)
+    logs = LogSink(hot_pool)
     gateway = Gateway(
         pool,
         registry,
@@ -86,7 +107,7 @@ async def _serve(config: CoordinatorConfig, stop: asyncio.Event, pool: Any, coor
         lease_s=config.lease_s,
     )
     dispatcher = Dispatcher(
-        pool,
+        hot_pool,
         registry,
         batcher,
         coordinator_id=coordinator_id,

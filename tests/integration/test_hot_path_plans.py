@@ -1,5 +1,6 @@
-"""The claim statement itself (`claim_due`) on a real PostgreSQL: which rows it takes, and that its
-cost follows the rows claimed, not the rows the table holds, even when statistics are stale."""
+"""The statements run for every task, on a real PostgreSQL: which rows the claim takes, and that each
+statement's cost follows the rows it handles, not the rows the tables hold, whatever the statistics
+say and whenever its plan was cached."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from zephyr import ids
+from zephyr.coordinator.server import HOT_PATH_SETTINGS
 from zephyr.db.queries import QUERIES
 
 FILL_SQL = """
@@ -87,6 +89,29 @@ async def blocks_of(conn: asyncpg.Connection, query: str, *args: Any) -> int:
     return int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"])
 
 
+def _modify_table(plan: dict[str, Any]) -> dict[str, Any] | None:
+    if plan.get("Node Type") == "ModifyTable":
+        return plan
+    for child in plan.get("Plans", []):
+        found = _modify_table(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _rows_scanned(plan: dict[str, Any]) -> int:
+    own = int(plan["Actual Rows"] * plan["Actual Loops"]) if "Scan" in plan["Node Type"] else 0
+    return own + sum(_rows_scanned(child) for child in plan.get("Plans", []))
+
+
+async def rows_read_to_find_rows(conn: asyncpg.Connection, statement: str) -> int:
+    """Rows the scans below an UPDATE return while it finds the rows it changes."""
+    raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement)
+    update = _modify_table((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
+    assert update is not None, raw
+    return _rows_scanned(update["Plans"][0])
+
+
 async def test_claim_takes_due_rows_by_priority_then_due_time(db: asyncpg.Pool) -> None:
     now = datetime.now(UTC)
     async with db.acquire() as conn:
@@ -139,3 +164,95 @@ async def test_due_work_queries_cost_what_they_return_not_the_table(db: asyncpg.
     assert few_due < 100, few_due
     assert timer < 100, timer
     assert depth < 100, depth
+
+
+ENDING_STATEMENTS = {
+    "finish_runs": "(uuid[], int[], text[], text[], jsonb[], jsonb[])",
+    "update_tasks_after_runs": "(uuid[], uuid[], text[], text[], timestamptz[], int[])",
+}
+
+
+async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        for name, value in HOT_PATH_SETTINGS.items():
+            await conn.execute(f"SET {name} = {value}")
+        # A young installation: a few hundred runs, most of them over, and statistics that say so.
+        await fill(conn, 300, due=datetime.now(UTC) - timedelta(seconds=1))
+        await conn.fetch(QUERIES["claim_due"], *claim_args(300))
+        await conn.execute(
+            "UPDATE task_runs SET status = 'succeeded', finished_at = now()"
+            " WHERE id IN (SELECT id FROM task_runs ORDER BY id LIMIT 290)"
+        )
+        await conn.execute("ANALYZE tasks, task_runs")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for name, types in ENDING_STATEMENTS.items():
+            await conn.execute(f"PREPARE {name} {types} AS {QUERIES[name].rstrip().rstrip(';')}")
+        # The plans are made now, on small tables, as a coordinator's first batches make them.
+        await conn.execute("EXECUTE finish_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
+        await conn.execute("EXECUTE update_tasks_after_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
+        # Then the tables grow, with no ANALYZE to replace the plans: 20,000 more tasks, all running.
+        await fill(conn, 20_000, due=datetime.now(UTC) - timedelta(seconds=1))
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = auto")
+            for _ in range(200):
+                await conn.fetch(QUERIES["claim_due"], *claim_args(100))
+        rows = await conn.fetch(
+            "SELECT id, task_id FROM task_runs WHERE status = 'running' ORDER BY id LIMIT 100"
+        )
+        run_ids = "{" + ",".join(str(r["id"]) for r in rows) + "}"
+        task_ids = "{" + ",".join(str(r["task_id"]) for r in rows) + "}"
+        n = len(rows)
+        finish = (
+            f"EXECUTE finish_runs ('{run_ids}', array_fill(1, ARRAY[{n}]), array_fill('w'::text, ARRAY[{n}]),"
+            f" array_fill('succeeded'::text, ARRAY[{n}]), array_fill(NULL::jsonb, ARRAY[{n}]),"
+            f" array_fill(NULL::jsonb, ARRAY[{n}]))"
+        )
+        update = (
+            f"EXECUTE update_tasks_after_runs ('{task_ids}', '{run_ids}',"
+            f" array_fill('running'::text, ARRAY[{n}]), array_fill('succeeded'::text, ARRAY[{n}]),"
+            f" array_fill(NULL::timestamptz, ARRAY[{n}]), array_fill(1, ARRAY[{n}]))"
+        )
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            finished = await rows_read_to_find_rows(conn, finish)
+            updated = await rows_read_to_find_rows(conn, update)
+            assert await conn.fetchval("SELECT count(*) FROM task_runs WHERE status = 'succeeded'") == 290 + n
+        finally:
+            await tx.rollback()
+    # A hundred runs by id, each with its task: the batch's 100 array elements, then one row per
+    # lookup. A plan that reads the 20,000 running runs (or tasks) to find them reads 20,000.
+    assert finished <= 300, finished
+    assert updated <= 200, updated
+
+
+async def test_claim_keeps_its_plan_good_when_cached_on_small_tables(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        for name, value in HOT_PATH_SETTINGS.items():
+            await conn.execute(f"SET {name} = {value}")
+        await fill(conn, 300, due=datetime.now(UTC) - timedelta(seconds=1))
+        await conn.execute("ANALYZE tasks, task_runs")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(
+            f"PREPARE claim_small {CLAIM_PARAMS} AS {QUERIES['claim_due'].rstrip().rstrip(';')}"
+        )
+        await conn.execute(
+            f"EXECUTE claim_small ('{{internal}}', '{{w}}', '{{{ids.new_id()}}}', 'c1', 30, NULL)"
+        )
+        await fill(conn, 200_000, due=datetime.now(UTC) + timedelta(days=1), step_s=1)
+        await fill(conn, 20_000, due=datetime.now(UTC) - timedelta(seconds=1))
+        run_ids = ",".join(str(i) for i in ids.new_ids(100))
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            raw = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_small"
+                f" ('{{internal}}', array_fill('w'::text, ARRAY[100]), '{{{run_ids}}}', 'c1', 30, NULL)"
+            )
+        finally:
+            await tx.rollback()
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    assert plan["Actual Rows"] == 100
+    # 100 due rows, each updated by key, each run inserted, the result joined: several hundred rows
+    # in all. A scan of the 220,000 tasks (or of the due ones) to update or find them is 20,000+.
+    assert _rows_scanned(plan) < 2_000, _rows_scanned(plan)
