@@ -7,7 +7,11 @@ Prometheus conventions (`_total` counters, `_seconds` histograms). Label values 
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -55,3 +59,10 @@ WORKER_RECONNECTS = Counter("zephyr_worker_reconnects_total", "Stream reconnecti
 WORKER_LOG_LINES_DROPPED = Counter(
     "zephyr_worker_log_lines_dropped_total", "Log lines dropped by the per-run cap"
 )
+
+
+@functools.cache
+def child(metric: MetricWrapperBase, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once per label set: `labels()` validates and locks on
+    every call, which the hot paths pay per run. Bounded because label values are."""
+    return metric.labels(*values)

@@ -96,26 +96,38 @@ CROSS JOIN LATERAL (
 
 -- name: finish_runs
 -- Fenced end of runs: only a run still running under that worker at that attempt changes.
+-- Returns what deciding the task's next state needs, read from the task as it is now.
 -- A run is running exactly while finished_at is NULL (task_runs_running_check). The fence says so
 -- through finished_at because the partial indexes on status = 'running' would otherwise tempt the
 -- planner: reading every running run, and every dead index entry left by the runs ended since the
 -- last vacuum, is cheap by the statistics and grew through a burst; the runs are found by id.
--- Returns what deciding the task's next state needs, read from the task as it is now.
+-- One transition is taken here, not by outcomes.decide (which states the same rule): the task of a
+-- succeeded run that is not recurring has succeeded, if it is still running that run. It is most
+-- of the endings, and needs no second statement.
 -- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 statuses text[],
 -- $5 results jsonb[] (NULL entries allowed), $6 errors jsonb[] (NULL entries allowed)
-UPDATE task_runs r
-SET status = u.status, finished_at = now(), result = u.result, error = u.error
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
-         AS u (id, attempt, worker_id, status, result, error),
-     tasks t
-WHERE r.id = u.id
-  AND r.attempt = u.attempt
-  AND r.worker_id = u.worker_id
-  AND r.finished_at IS NULL  -- still running; not `status = 'running'`, see below
-  AND t.id = r.task_id
-RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
-          t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
-          t.schedule, t.last_run_id;
+WITH finished AS (
+    UPDATE task_runs r
+    SET status = u.status, finished_at = now(), result = u.result, error = u.error
+    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+             AS u (id, attempt, worker_id, status, result, error),
+         tasks t
+    WHERE r.id = u.id
+      AND r.attempt = u.attempt
+      AND r.worker_id = u.worker_id
+      AND r.finished_at IS NULL
+      AND t.id = r.task_id
+    RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
+              t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
+              t.schedule, t.last_run_id
+), succeeded AS (
+    UPDATE tasks t
+    SET status = 'succeeded', next_run_at = NULL, updated_at = now()
+    FROM finished f
+    WHERE f.status = 'succeeded' AND NOT f.recurring
+      AND t.id = f.task_id AND t.status = 'running' AND t.last_run_id = f.run_id
+)
+SELECT * FROM finished;
 
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -182,13 +183,16 @@ class Dispatcher:
                 ]
             )
             if session is not None and session.send(message):
+                sent: Counter[str] = Counter()
                 for r in worker_rows:
                     session.outstanding[str(r["run_id"])] = r["attempt"]
-                    metrics.RUNS_DISPATCHED.labels(r["type"]).inc()
+                    sent[r["type"]] += 1
                     if r["attempt"] == 1:  # a retry's scheduled_for may be its firing's, not its due time
-                        metrics.DISPATCH_DELAY.labels(r["type"]).observe(
+                        metrics.child(metrics.DISPATCH_DELAY, r["type"]).observe(
                             max(0.0, (now - r["scheduled_for"]).total_seconds())
                         )
+                for task_type, count in sent.items():
+                    metrics.child(metrics.RUNS_DISPATCHED, task_type).inc(count)
                 continue
             # The stream closed between plan and push: these runs never left, so end them now
             # (as lost: retried like any other lost run) instead of waiting for the lease.

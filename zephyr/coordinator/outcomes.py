@@ -7,17 +7,15 @@ run can end follows the same state machine (docs/design.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from zephyr.schedule import next_fire
 
 RUN_STATUSES = ("succeeded", "failed", "timed_out", "lost", "cancelled")
 
 
-@dataclass(frozen=True)
-class FinishedRun:
+class FinishedRun(NamedTuple):
     """A run just ended (fenced update done), with its task as it is now."""
 
     run_id: Any
@@ -36,8 +34,7 @@ class FinishedRun:
     retryable: bool = True
 
 
-@dataclass(frozen=True)
-class TaskUpdate:
+class TaskUpdate(NamedTuple):
     """Set the task to `status`/`next_run_at`/`attempts`, only if it is still `expected`."""
 
     task_id: Any
