@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from prometheus_client import Counter
+
 from zephyr.errors import TaskFailed
 from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS_FINISHED, WORKER_RUNS_STARTED
 from zephyr.v1 import worker_pb2 as pb
@@ -86,6 +88,7 @@ class Runner:
         self.environ = environ
         self.runs: dict[str, Run] = {}
         self.draining = False
+        self._counters = _RunCounters()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -178,7 +181,7 @@ class Runner:
     async def _execute(self, run: Run) -> None:
         a = run.assignment
         started = time.monotonic()
-        WORKER_RUNS_STARTED.labels(a.type).inc()
+        self._counters.started(a.type).inc()
         WORKER_RUNNING.inc()
         completion = pb.Completion(run_id=a.run_id, attempt=a.attempt)
         try:
@@ -222,7 +225,7 @@ class Runner:
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        WORKER_RUNS_FINISHED.labels(a.type, OUTCOME_NAMES[completion.outcome]).inc()
+        self._counters.finished(a.type, completion.outcome).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
@@ -258,6 +261,31 @@ class Runner:
             if scope.expired():
                 raise _TimedOut from None
             raise
+
+
+class _RunCounters:
+    """The children of the per-type run counters, looked up once per label set.
+
+    `labels()` takes a lock and validates its arguments on every call, which costs more than the
+    increment itself; the children it returns are stable, so they are kept here.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, Counter] = {}
+        self._finished: dict[tuple[str, pb.RunOutcome], Counter] = {}
+
+    def started(self, task_type: str) -> Counter:
+        child = self._started.get(task_type)
+        if child is None:
+            child = self._started[task_type] = WORKER_RUNS_STARTED.labels(task_type)
+        return child
+
+    def finished(self, task_type: str, outcome: pb.RunOutcome) -> Counter:
+        key = (task_type, outcome)
+        child = self._finished.get(key)
+        if child is None:
+            child = self._finished[key] = WORKER_RUNS_FINISHED.labels(task_type, OUTCOME_NAMES[outcome])
+        return child
 
 
 class _TimedOut(Exception):
