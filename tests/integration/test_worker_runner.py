@@ -70,6 +70,20 @@ async def test_secrets_are_resolved_for_the_run_and_masked_in_logs_results_and_e
     assert "ZEPHYR_SECRET_NOPE" in done["missing"].error_message
 
 
+async def test_a_reference_written_with_json_escapes_is_still_resolved_and_masked() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    # "\\u0024secret" is "$secret" once decoded: the raw text never spells the key.
+    payload = '{"function": "tests.echo_secret", "args": [{"\\u0024secret": "TOKEN"}]}'
+    assert "$secret" not in payload
+    runner.start(assignment("esc", "internal", payload))
+    _, done = await drain_until_done(outbox, {"esc"})
+    assert done["esc"].outcome == pb.RUN_OUTCOME_SUCCEEDED
+    assert json.loads(done["esc"].result_json) == {"value": "***", "again": "<***>"}
+    assert SECRET not in str(done["esc"])
+
+
 async def test_a_run_printing_100000_lines_does_not_hold_up_the_others() -> None:
     outbox = Outbox(max_lines=1_000)
     outbox.set_connected(True)

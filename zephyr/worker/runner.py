@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from prometheus_client import Counter
@@ -23,7 +23,7 @@ from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS
 from zephyr.v1 import worker_pb2 as pb
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
 from zephyr.worker.outbox import Outbox
-from zephyr.worker.secrets import Masker, resolve
+from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, resolve
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Run:
     stop_reason: str | None = None
     lines: int = 0
     truncated: bool = False
-    masker: Masker = field(default_factory=Masker)
+    masker: Masker = NO_SECRETS
 
     @property
     def run_id(self) -> str:
@@ -234,12 +234,14 @@ class Runner:
         executor = self.executors.get(a.type)
         if executor is None:
             raise TaskFailed(f"type: this worker does not run {a.type!r} tasks", code="unsupported_type")
+        payload_json = a.payload_json
         try:
-            payload = json.loads(a.payload_json) if a.payload_json else {}
+            payload = json.loads(payload_json) if payload_json else {}
         except ValueError as exc:
             raise TaskFailed(f"payload: not JSON: {exc}", code="invalid_payload", retryable=False) from None
-        resolved, values = resolve(payload, self.environ)
-        run.masker = Masker(values)
+        if may_reference_secrets(payload_json):
+            payload, values = resolve(payload, self.environ)
+            run.masker = Masker(values)
 
         async def log_line(stream: int, line: str, cut: bool = False) -> None:
             await self._log(run, stream, line, cut)
@@ -253,10 +255,10 @@ class Runner:
             log=log_line,
         )
         if a.timeout_s <= 0:
-            return await executor.execute(ctx, resolved)
+            return await executor.execute(ctx, payload)
         try:
             async with asyncio.timeout(a.timeout_s) as scope:
-                return await executor.execute(ctx, resolved)
+                return await executor.execute(ctx, payload)
         except TimeoutError:
             if scope.expired():
                 raise _TimedOut from None
