@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from zephyr.errors import TaskFailed
 from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS_FINISHED, WORKER_RUNS_STARTED
 from zephyr.v1 import worker_pb2 as pb
+from zephyr.worker.deadlines import Deadlines
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
 from zephyr.worker.outbox import Outbox
 from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, resolve
@@ -36,9 +37,9 @@ OUTCOME_NAMES = {
 }
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
-    """One run executing on this worker."""
+    """One run executing on this worker (compared and hashed by identity)."""
 
     assignment: pb.Assignment
     task: asyncio.Task[None] | None = None
@@ -46,6 +47,7 @@ class Run:
     stop_reason: str | None = None
     lines: int = 0
     truncated: bool = False
+    timed_out: bool = False  # its timeout_s elapsed (the task was cancelled for it)
     masker: Masker = NO_SECRETS
 
     @property
@@ -89,6 +91,7 @@ class Runner:
         self.runs: dict[str, Run] = {}
         self.draining = False
         self._counters = _RunCounters()
+        self._deadlines: Deadlines[Run] = Deadlines(self._time_out)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -254,15 +257,25 @@ class Runner:
             timeout_s=a.timeout_s,
             log=log_line,
         )
-        if a.timeout_s <= 0:
+        timeout_s = a.timeout_s
+        if timeout_s <= 0:
             return await executor.execute(ctx, payload)
+        key = self._deadlines.add(run, timeout_s)
         try:
-            async with asyncio.timeout(a.timeout_s) as scope:
-                return await executor.execute(ctx, payload)
-        except TimeoutError:
-            if scope.expired():
+            return await executor.execute(ctx, payload)
+        except asyncio.CancelledError:
+            # As with asyncio.timeout: the timeout wins only when nobody else also cancelled the run.
+            if run.timed_out and cast("asyncio.Task[None]", run.task).uncancel() == 0:
                 raise _TimedOut from None
             raise
+        finally:
+            self._deadlines.remove(run, key)
+
+    def _time_out(self, run: Run) -> None:
+        """`run` reached its timeout_s: cancel it; `_call` turns that into _TimedOut."""
+        run.timed_out = True
+        if run.task is not None:
+            run.task.cancel()
 
 
 class _RunCounters:
