@@ -173,7 +173,7 @@ async def test_a_cancel_that_meets_the_timeout_reports_cancelled_and_abandon_rep
     assert done["deadline-then-cancel"].outcome == pb.RUN_OUTCOME_CANCELLED
     await wait_until(lambda: _async(not runner.runs), what="all runs ended")
     assert not outbox.has_unacked("deadline-then-abandon")
-    assert not runner._deadlines._due  # every run's deadline was removed with it
+    assert len(runner._deadlines) == 0  # every run's deadline was removed with it
 
 
 async def test_duplicate_assignment_is_ignored_and_bad_json_is_not_retryable() -> None:

@@ -27,13 +27,24 @@ async def test_removed_items_never_expire_and_their_timer_is_cancelled() -> None
     deadlines: Deadlines[str] = Deadlines(expired.append)
     key_a = deadlines.add("a", 0.05)
     key_b = deadlines.add("b", 0.05)
+    key_c = deadlines.add("c", 0.03)
     deadlines.remove("a", key_a)
-    assert len(deadlines) == 1
     deadlines.remove("b", key_b)
-    assert len(deadlines) == 0 and not deadlines._due
+    assert len(deadlines) == 1 and key_a not in deadlines._due  # not the newest: stopped at once
+    deadlines.remove("c", key_c)
+    assert len(deadlines) == 0 and list(deadlines._due) == [key_c]  # the newest stays armed...
     await asyncio.sleep(0.1)
-    assert expired == []
-    deadlines.remove("b", key_b)  # again, or after expiry: a no-op
+    assert expired == [] and not deadlines._due  # ...and fired with nothing to do
+    deadlines.remove("c", key_c)  # again, or after expiry: a no-op
+
+
+async def test_an_idle_newest_timer_is_stopped_when_a_later_deadline_comes() -> None:
+    deadlines: Deadlines[str] = Deadlines(lambda _: None)
+    first = deadlines.add("a", 30)
+    deadlines.remove("a", first)
+    timer = deadlines._due[first][0]
+    deadlines.add("b", 60)
+    assert first not in deadlines._due and timer.cancelled()
 
 
 async def test_runs_of_one_burst_share_a_timer() -> None:
@@ -43,4 +54,4 @@ async def test_runs_of_one_burst_share_a_timer() -> None:
     for i in range(100):
         for key in keys:
             deadlines.remove(i, key)
-    assert not deadlines._due
+    assert len(deadlines) == 0 and len(deadlines._due) <= 1

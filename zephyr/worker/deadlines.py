@@ -25,6 +25,7 @@ class Deadlines(Generic[T]):
         self._expire = expire
         # deadline (loop time, ms) -> the loop timer for it and the items due then
         self._due: dict[int, tuple[asyncio.TimerHandle, set[T]]] = {}
+        self._newest = 0  # the key added last; its timer stays armed while empty (see remove)
 
     def __len__(self) -> int:
         """Items registered and not yet expired or removed."""
@@ -36,19 +37,30 @@ class Deadlines(Generic[T]):
         key = math.ceil((loop.time() + timeout_s) * _MS_PER_S)
         due = self._due.get(key)
         if due is None:
+            self._drop_if_empty(self._newest)
             due = self._due[key] = (loop.call_at(key / _MS_PER_S, self._fire, key), set())
+            self._newest = key
         due[1].add(item)
         return key
 
     def remove(self, item: T, key: int) -> None:
-        """Forget `item` (no-op when it already expired); the last item out stops the timer."""
+        """Forget `item` (no-op when it already expired); the last item out stops the timer.
+
+        Except for the newest deadline's timer: a run that ends within the millisecond it started
+        in would otherwise create and cancel a timer of its own. That one empty timer is stopped
+        as soon as a later deadline is added, or fires with nothing to do.
+        """
         due = self._due.get(key)
         if due is None:
             return
-        timer, items = due
-        items.discard(item)
-        if not items:
-            timer.cancel()
+        due[1].discard(item)
+        if key != self._newest:
+            self._drop_if_empty(key)
+
+    def _drop_if_empty(self, key: int) -> None:
+        due = self._due.get(key)
+        if due is not None and not due[1]:
+            due[0].cancel()
             del self._due[key]
 
     def _fire(self, key: int) -> None:
