@@ -37,11 +37,12 @@ OUTCOME_NAMES = {
 }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Run:
     """One run executing on this worker (compared and hashed by identity)."""
 
     assignment: pb.Assignment
+    run_id: str  # the assignment's, read once: every read of a protobuf string field builds a str
     task: asyncio.Task[None] | None = None
     # Why we stopped it ourselves: "cancel" (coordinator), "drain" (grace ran out), "abandon".
     stop_reason: str | None = None
@@ -49,10 +50,6 @@ class Run:
     truncated: bool = False
     timed_out: bool = False  # its timeout_s elapsed (the task was cancelled for it)
     masker: Masker = NO_SECRETS
-
-    @property
-    def run_id(self) -> str:
-        return str(self.assignment.run_id)
 
 
 def clean_text(text: str, masker: Masker, *, cut: bool = False) -> str:
@@ -109,13 +106,14 @@ class Runner:
 
     def start(self, assignment: pb.Assignment) -> None:
         """Start executing `assignment` (a repeat of a run already held is ignored)."""
-        if assignment.run_id in self.runs or self.outbox.has_unacked(assignment.run_id):
-            log.warning("run %s assigned twice; keeping the first", assignment.run_id)
+        run_id = assignment.run_id
+        if run_id in self.runs or self.outbox.has_unacked(run_id):
+            log.warning("run %s assigned twice; keeping the first", run_id)
             return
-        run = Run(assignment)
-        self.runs[run.run_id] = run
+        run = Run(assignment, run_id)
+        self.runs[run_id] = run
         self._idle.clear()
-        run.task = asyncio.create_task(self._execute(run), name=f"run-{run.run_id}")
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
 
     def cancel(self, run_id: str, attempt: int = 0, reason: str = "cancel") -> bool:
         """Stop a run; it is reported as cancelled. False when no such run executes here."""
@@ -183,10 +181,11 @@ class Runner:
 
     async def _execute(self, run: Run) -> None:
         a = run.assignment
+        task_type = a.type
         started = time.monotonic()
-        self._counters.started(a.type).inc()
+        self._counters.started(task_type).inc()
         WORKER_RUNNING.inc()
-        completion = pb.Completion(run_id=a.run_id, attempt=a.attempt)
+        completion = pb.Completion(run_id=run.run_id, attempt=a.attempt)
         try:
             result = await self._call(run)
         except asyncio.CancelledError:
@@ -217,7 +216,7 @@ class Runner:
             completion.error_code = "exception"
             completion.error_message = clean_text(f"{type(exc).__name__}: {exc}", run.masker)
             completion.retryable = True
-            log.error("run %s: executor error: %s", a.run_id, completion.error_message)
+            log.error("run %s: executor error: %s", run.run_id, completion.error_message)
         else:
             completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
             if result is not None:
@@ -228,15 +227,16 @@ class Runner:
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        self._counters.finished(a.type, completion.outcome).inc()
+        self._counters.finished(task_type, completion.outcome).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
         """Resolve secrets and run the executor under the run's timeout."""
         a = run.assignment
-        executor = self.executors.get(a.type)
+        task_type = a.type
+        executor = self.executors.get(task_type)
         if executor is None:
-            raise TaskFailed(f"type: this worker does not run {a.type!r} tasks", code="unsupported_type")
+            raise TaskFailed(f"type: this worker does not run {task_type!r} tasks", code="unsupported_type")
         payload_json = a.payload_json
         try:
             payload = json.loads(payload_json) if payload_json else {}
@@ -249,15 +249,15 @@ class Runner:
         async def log_line(stream: int, line: str, cut: bool = False) -> None:
             await self._log(run, stream, line, cut)
 
+        timeout_s = a.timeout_s
         ctx = RunContext(
-            run_id=a.run_id,
+            run_id=run.run_id,
             attempt=a.attempt,
             task_id=a.task_id,
             task_name=a.task_name,
-            timeout_s=a.timeout_s,
+            timeout_s=timeout_s,
             log=log_line,
         )
-        timeout_s = a.timeout_s
         if timeout_s <= 0:
             return await executor.execute(ctx, payload)
         key = self._deadlines.add(run, timeout_s)
