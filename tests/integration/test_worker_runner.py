@@ -70,6 +70,20 @@ async def test_secrets_are_resolved_for_the_run_and_masked_in_logs_results_and_e
     assert "ZEPHYR_SECRET_NOPE" in done["missing"].error_message
 
 
+async def test_a_reference_written_with_json_escapes_is_still_resolved_and_masked() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    # "\\u0024secret" is "$secret" once decoded: the raw text never spells the key.
+    payload = '{"function": "tests.echo_secret", "args": [{"\\u0024secret": "TOKEN"}]}'
+    assert "$secret" not in payload
+    runner.start(assignment("esc", "internal", payload))
+    _, done = await drain_until_done(outbox, {"esc"})
+    assert done["esc"].outcome == pb.RUN_OUTCOME_SUCCEEDED
+    assert json.loads(done["esc"].result_json) == {"value": "***", "again": "<***>"}
+    assert SECRET not in str(done["esc"])
+
+
 async def test_a_run_printing_100000_lines_does_not_hold_up_the_others() -> None:
     outbox = Outbox(max_lines=1_000)
     outbox.set_connected(True)
@@ -107,6 +121,59 @@ async def test_timeout_is_enforced_for_internal_async_functions() -> None:
     _, done = await drain_until_done(outbox, {"t"})
     assert (done["t"].outcome, done["t"].error_code) == (pb.RUN_OUTCOME_TIMED_OUT, "timeout")
     assert "0.2s" in done["t"].error_message
+
+
+async def test_an_executor_timeout_error_is_a_failure_and_no_timeout_means_none() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    runner.start(assignment("own", "internal", '{"function": "tests.raise_timeout"}', timeout_s=30))
+    runner.start(
+        assignment(
+            "unbounded", "internal", '{"function": "zephyr.sleep", "kwargs": {"seconds": 0.3}}', timeout_s=0
+        )
+    )
+    _, done = await drain_until_done(outbox, {"own", "unbounded"})
+    assert (done["own"].outcome, done["own"].error_code) == (pb.RUN_OUTCOME_FAILED, "exception")
+    assert "TimeoutError" in done["own"].error_message
+    assert done["unbounded"].outcome == pb.RUN_OUTCOME_SUCCEEDED
+
+
+async def test_a_function_that_swallows_the_timeout_cancel_keeps_its_result() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    runner.start(
+        assignment(
+            "stubborn", "internal", '{"function": "tests.stubborn", "kwargs": {"seconds": 5}}', timeout_s=0.1
+        )
+    )
+    _, done = await drain_until_done(outbox, {"stubborn"})
+    assert done["stubborn"].outcome == pb.RUN_OUTCOME_SUCCEEDED
+    assert json.loads(done["stubborn"].result_json) == "kept going"
+
+
+async def test_a_cancel_that_meets_the_timeout_reports_cancelled_and_abandon_reports_nothing() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    sleep = '{"function": "zephyr.sleep", "kwargs": {"seconds": 60}}'
+    for run_id in ("cancel-then-deadline", "deadline-then-cancel", "deadline-then-abandon"):
+        runner.start(assignment(run_id, "internal", sleep, timeout_s=30))
+    await asyncio.sleep(0.05)
+    # Both stops reach the task before it runs again: as with asyncio.timeout, the cancel wins.
+    runner.cancel("cancel-then-deadline")
+    runner._time_out(runner.runs["cancel-then-deadline"])
+    runner._time_out(runner.runs["deadline-then-cancel"])
+    runner.cancel("deadline-then-cancel")
+    runner._time_out(runner.runs["deadline-then-abandon"])
+    runner.abandon("deadline-then-abandon")
+    _, done = await drain_until_done(outbox, {"cancel-then-deadline", "deadline-then-cancel"})
+    assert done["cancel-then-deadline"].outcome == pb.RUN_OUTCOME_CANCELLED
+    assert done["deadline-then-cancel"].outcome == pb.RUN_OUTCOME_CANCELLED
+    await wait_until(lambda: _async(not runner.runs), what="all runs ended")
+    assert not outbox.has_unacked("deadline-then-abandon")
+    assert len(runner._deadlines) == 0  # every run's deadline was removed with it
 
 
 async def test_duplicate_assignment_is_ignored_and_bad_json_is_not_retryable() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from zephyr.errors import TaskFailed
 from zephyr.worker.runner import mask_value
-from zephyr.worker.secrets import Masker, resolve
+from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, resolve
 
 
 def test_resolve_replaces_references_anywhere_and_collects_values() -> None:
@@ -65,3 +65,17 @@ def test_a_cut_line_does_not_leak_the_start_of_a_secret() -> None:
     assert masker.mask("xx abc", cut=True) == "xx ***"
     assert masker.mask("xx abc") == "xx abc"  # a whole line ending so is not a secret
     assert masker.mask("xx abcdef", cut=True) == "xx ***"
+
+
+def test_only_text_without_the_key_or_any_escape_is_taken_as_free_of_references() -> None:
+    assert not may_reference_secrets('{"function":"zephyr.noop"}')
+    assert not may_reference_secrets("")
+    assert may_reference_secrets('{"k": {"$secret": "TOKEN"}}')
+    escaped = '{"k": {"\\u0024secret": "TOKEN"}}'  # decodes to a reference without spelling it
+    assert may_reference_secrets(escaped)
+    assert resolve(json.loads(escaped), {"ZEPHYR_SECRET_TOKEN": "v"})[0] == {"k": "v"}
+
+
+def test_the_shared_empty_masker_masks_nothing() -> None:
+    assert not NO_SECRETS
+    assert NO_SECRETS.mask("anything", cut=True) == "anything"

@@ -13,15 +13,18 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
+
+from prometheus_client import Counter
 
 from zephyr.errors import TaskFailed
 from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS_FINISHED, WORKER_RUNS_STARTED
 from zephyr.v1 import worker_pb2 as pb
+from zephyr.worker.deadlines import Deadlines
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
 from zephyr.worker.outbox import Outbox
-from zephyr.worker.secrets import Masker, resolve
+from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, resolve
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +37,19 @@ OUTCOME_NAMES = {
 }
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Run:
-    """One run executing on this worker."""
+    """One run executing on this worker (compared and hashed by identity)."""
 
     assignment: pb.Assignment
+    run_id: str  # the assignment's, read once: every read of a protobuf string field builds a str
     task: asyncio.Task[None] | None = None
     # Why we stopped it ourselves: "cancel" (coordinator), "drain" (grace ran out), "abandon".
     stop_reason: str | None = None
     lines: int = 0
     truncated: bool = False
-    masker: Masker = field(default_factory=Masker)
-
-    @property
-    def run_id(self) -> str:
-        return str(self.assignment.run_id)
+    timed_out: bool = False  # its timeout_s elapsed (the task was cancelled for it)
+    masker: Masker = NO_SECRETS
 
 
 def clean_text(text: str, masker: Masker, *, cut: bool = False) -> str:
@@ -86,6 +87,8 @@ class Runner:
         self.environ = environ
         self.runs: dict[str, Run] = {}
         self.draining = False
+        self._counters = _RunCounters()
+        self._deadlines: Deadlines[Run] = Deadlines(self._time_out)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -103,13 +106,14 @@ class Runner:
 
     def start(self, assignment: pb.Assignment) -> None:
         """Start executing `assignment` (a repeat of a run already held is ignored)."""
-        if assignment.run_id in self.runs or self.outbox.has_unacked(assignment.run_id):
-            log.warning("run %s assigned twice; keeping the first", assignment.run_id)
+        run_id = assignment.run_id
+        if run_id in self.runs or self.outbox.has_unacked(run_id):
+            log.warning("run %s assigned twice; keeping the first", run_id)
             return
-        run = Run(assignment)
-        self.runs[run.run_id] = run
+        run = Run(assignment, run_id)
+        self.runs[run_id] = run
         self._idle.clear()
-        run.task = asyncio.create_task(self._execute(run), name=f"run-{run.run_id}")
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
 
     def cancel(self, run_id: str, attempt: int = 0, reason: str = "cancel") -> bool:
         """Stop a run; it is reported as cancelled. False when no such run executes here."""
@@ -177,10 +181,11 @@ class Runner:
 
     async def _execute(self, run: Run) -> None:
         a = run.assignment
+        task_type = a.type
         started = time.monotonic()
-        WORKER_RUNS_STARTED.labels(a.type).inc()
+        self._counters.started(task_type).inc()
         WORKER_RUNNING.inc()
-        completion = pb.Completion(run_id=a.run_id, attempt=a.attempt)
+        completion = pb.Completion(run_id=run.run_id, attempt=a.attempt)
         try:
             result = await self._call(run)
         except asyncio.CancelledError:
@@ -211,7 +216,7 @@ class Runner:
             completion.error_code = "exception"
             completion.error_message = clean_text(f"{type(exc).__name__}: {exc}", run.masker)
             completion.retryable = True
-            log.error("run %s: executor error: %s", a.run_id, completion.error_message)
+            log.error("run %s: executor error: %s", run.run_id, completion.error_message)
         else:
             completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
             if result is not None:
@@ -222,42 +227,80 @@ class Runner:
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        WORKER_RUNS_FINISHED.labels(a.type, OUTCOME_NAMES[completion.outcome]).inc()
+        self._counters.finished(task_type, completion.outcome).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
         """Resolve secrets and run the executor under the run's timeout."""
         a = run.assignment
-        executor = self.executors.get(a.type)
+        task_type = a.type
+        executor = self.executors.get(task_type)
         if executor is None:
-            raise TaskFailed(f"type: this worker does not run {a.type!r} tasks", code="unsupported_type")
+            raise TaskFailed(f"type: this worker does not run {task_type!r} tasks", code="unsupported_type")
+        payload_json = a.payload_json
         try:
-            payload = json.loads(a.payload_json) if a.payload_json else {}
+            payload = json.loads(payload_json) if payload_json else {}
         except ValueError as exc:
             raise TaskFailed(f"payload: not JSON: {exc}", code="invalid_payload", retryable=False) from None
-        resolved, values = resolve(payload, self.environ)
-        run.masker = Masker(values)
+        if may_reference_secrets(payload_json):
+            payload, values = resolve(payload, self.environ)
+            run.masker = Masker(values)
 
         async def log_line(stream: int, line: str, cut: bool = False) -> None:
             await self._log(run, stream, line, cut)
 
+        timeout_s = a.timeout_s
         ctx = RunContext(
-            run_id=a.run_id,
+            run_id=run.run_id,
             attempt=a.attempt,
             task_id=a.task_id,
             task_name=a.task_name,
-            timeout_s=a.timeout_s,
+            timeout_s=timeout_s,
             log=log_line,
         )
-        if a.timeout_s <= 0:
-            return await executor.execute(ctx, resolved)
+        if timeout_s <= 0:
+            return await executor.execute(ctx, payload)
+        key = self._deadlines.add(run, timeout_s)
         try:
-            async with asyncio.timeout(a.timeout_s) as scope:
-                return await executor.execute(ctx, resolved)
-        except TimeoutError:
-            if scope.expired():
+            return await executor.execute(ctx, payload)
+        except asyncio.CancelledError:
+            # As with asyncio.timeout: the timeout wins only when nobody else also cancelled the run.
+            if run.timed_out and cast("asyncio.Task[None]", run.task).uncancel() == 0:
                 raise _TimedOut from None
             raise
+        finally:
+            self._deadlines.remove(run, key)
+
+    def _time_out(self, run: Run) -> None:
+        """`run` reached its timeout_s: cancel it; `_call` turns that into _TimedOut."""
+        run.timed_out = True
+        if run.task is not None:
+            run.task.cancel()
+
+
+class _RunCounters:
+    """The children of the per-type run counters, looked up once per label set.
+
+    `labels()` takes a lock and validates its arguments on every call, which costs more than the
+    increment itself; the children it returns are stable, so they are kept here.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, Counter] = {}
+        self._finished: dict[tuple[str, pb.RunOutcome], Counter] = {}
+
+    def started(self, task_type: str) -> Counter:
+        child = self._started.get(task_type)
+        if child is None:
+            child = self._started[task_type] = WORKER_RUNS_STARTED.labels(task_type)
+        return child
+
+    def finished(self, task_type: str, outcome: pb.RunOutcome) -> Counter:
+        key = (task_type, outcome)
+        child = self._finished.get(key)
+        if child is None:
+            child = self._finished[key] = WORKER_RUNS_FINISHED.labels(task_type, OUTCOME_NAMES[outcome])
+        return child
 
 
 class _TimedOut(Exception):

@@ -22,7 +22,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Masker:
-    """Replaces every known secret value in text with `***` (longest value first)."""
+    """Replaces every known secret value in text with `***` (longest value first).
+
+    Immutable once built, so one instance may serve many runs (see NO_SECRETS).
+    """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         forms: set[str] = set()
@@ -56,6 +59,18 @@ class Masker:
                         masked = masked[:-size] + MASK
                         break
         return masked
+
+
+NO_SECRETS = Masker()
+
+
+def may_reference_secrets(payload_json: str) -> bool:
+    """False only when the JSON text `payload_json` cannot decode to a payload with a reference.
+
+    A decoded key equals `$secret` only if the text spells it out or writes it with escapes, and
+    every JSON escape starts with a backslash: text with neither cannot hold a reference.
+    """
+    return SECRET_KEY in payload_json or "\\" in payload_json
 
 
 def _is_ref(value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import zephyr
@@ -37,3 +38,19 @@ def not_json() -> object:
 def echo_secret(value: str) -> dict[str, str]:
     """Returns what it was given: a secret passed in must come back masked."""
     return {"value": value, "again": f"<{value}>"}
+
+
+@zephyr.task("tests.raise_timeout")
+async def raise_timeout() -> None:
+    """Raises TimeoutError of its own: a failure, not the run's timeout."""
+    raise TimeoutError("upstream did not answer")
+
+
+@zephyr.task("tests.stubborn")
+async def stubborn(seconds: float = 0.5) -> str:
+    """Ignores one cancellation (as a badly behaved function may) and returns anyway."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        return "kept going"
+    return "slept"

@@ -10,8 +10,7 @@ executor that owns outside resources (processes) releases them before letting it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zephyr.errors import TaskFailed
 
@@ -24,9 +23,12 @@ class LogStream:
     SYSTEM = 3
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """What an executor knows about the run it executes."""
+class RunContext(NamedTuple):
+    """What an executor knows about the run it executes (immutable).
+
+    A NamedTuple rather than a frozen dataclass: one is built per run, and a frozen dataclass
+    sets each field through object.__setattr__, which costs about twice as much.
+    """
 
     run_id: str
     attempt: int

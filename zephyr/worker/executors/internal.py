@@ -16,7 +16,7 @@ import functools
 import importlib
 import inspect
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from zephyr.errors import StartupError, TaskFailed
@@ -37,6 +37,12 @@ def import_modules(modules: Iterable[str]) -> None:
             raise StartupError(
                 f"ZEPHYR_WORKER_IMPORTS: cannot import {name}: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+@functools.cache
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` is a coroutine function; asked per run, answered once per function."""
+    return inspect.iscoroutinefunction(fn)
 
 
 class InternalExecutor:
@@ -69,7 +75,7 @@ class InternalExecutor:
                 f"payload.function: {name!r} is not registered on this worker", code="unknown_function"
             )
         try:
-            if inspect.iscoroutinefunction(fn):
+            if _is_async(fn):
                 result = await fn(*args, **kwargs)
             else:
                 loop = asyncio.get_running_loop()
@@ -80,12 +86,13 @@ class InternalExecutor:
             raise
         except Exception as exc:
             raise TaskFailed(f"{type(exc).__name__}: {exc}", code="exception") from None
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise TaskFailed(
-                f"result is not JSON-serialisable: {exc}", code="invalid_result", retryable=False
-            ) from None
+        if result is not None:
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                raise TaskFailed(
+                    f"result is not JSON-serialisable: {exc}", code="invalid_result", retryable=False
+                ) from None
         return result
 
     async def close(self) -> None:
