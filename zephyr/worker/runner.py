@@ -16,10 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from prometheus_client import Counter
-
 from zephyr.errors import TaskFailed
-from zephyr.metrics import WORKER_LOG_LINES_DROPPED, WORKER_RUNNING, WORKER_RUNS_FINISHED, WORKER_RUNS_STARTED
+from zephyr.metrics import (
+    WORKER_LOG_LINES_DROPPED,
+    WORKER_RUNNING,
+    WORKER_RUNS_FINISHED,
+    WORKER_RUNS_STARTED,
+    child,
+)
 from zephyr.v1 import worker_pb2 as pb
 from zephyr.worker.deadlines import Deadlines
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
@@ -87,7 +91,6 @@ class Runner:
         self.environ = environ
         self.runs: dict[str, Run] = {}
         self.draining = False
-        self._counters = _RunCounters()
         self._deadlines: Deadlines[Run] = Deadlines(self._time_out)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -183,7 +186,7 @@ class Runner:
         a = run.assignment
         task_type = a.type
         started = time.monotonic()
-        self._counters.started(task_type).inc()
+        child(WORKER_RUNS_STARTED, task_type).inc()
         WORKER_RUNNING.inc()
         completion = pb.Completion(run_id=run.run_id, attempt=a.attempt)
         try:
@@ -227,7 +230,7 @@ class Runner:
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        self._counters.finished(task_type, completion.outcome).inc()
+        child(WORKER_RUNS_FINISHED, task_type, OUTCOME_NAMES[completion.outcome]).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
@@ -276,31 +279,6 @@ class Runner:
         run.timed_out = True
         if run.task is not None:
             run.task.cancel()
-
-
-class _RunCounters:
-    """The children of the per-type run counters, looked up once per label set.
-
-    `labels()` takes a lock and validates its arguments on every call, which costs more than the
-    increment itself; the children it returns are stable, so they are kept here.
-    """
-
-    def __init__(self) -> None:
-        self._started: dict[str, Counter] = {}
-        self._finished: dict[tuple[str, pb.RunOutcome], Counter] = {}
-
-    def started(self, task_type: str) -> Counter:
-        child = self._started.get(task_type)
-        if child is None:
-            child = self._started[task_type] = WORKER_RUNS_STARTED.labels(task_type)
-        return child
-
-    def finished(self, task_type: str, outcome: pb.RunOutcome) -> Counter:
-        key = (task_type, outcome)
-        child = self._finished.get(key)
-        if child is None:
-            child = self._finished[key] = WORKER_RUNS_FINISHED.labels(task_type, OUTCOME_NAMES[outcome])
-        return child
 
 
 class _TimedOut(Exception):
