@@ -286,6 +286,33 @@ async def test_idle_cluster_does_not_poll(database_url: str, db: asyncpg.Pool) -
         assert metrics.CLAIMS._value.get() == settled
 
 
+async def test_freed_slots_claim_a_backlog_and_only_a_backlog(database_url: str, db: asyncpg.Pool) -> None:
+    # Fallback poll at 60 s: a claim that waits for it fails the take() timeouts below.
+    async with (
+        running_coordinator(database_url, ZEPHYR_POLL_S="60") as coord,
+        FakeWorker(coord.addr, "small", capacity=2, task_types=["internal"]) as small,
+        FakeWorker(coord.addr, "web", capacity=5, task_types=["http"]) as web,
+    ):
+        await insert_tasks(db, 5, type="internal")
+        await insert_tasks(db, 1, type="http", payload={"method": "GET", "url": "http://127.0.0.1:9/"})
+        first = await small.take(2, timeout=3)
+        [http] = await web.take(1, timeout=3)
+        # `web` had room to spare, `small` did not: its freed slots take the waiting tasks at once.
+        await small.complete(first)
+        second = await small.take(2, timeout=3)
+        await small.complete(second)
+        [last] = await small.take(1, timeout=3)  # a claim that came back short: nothing waits now
+        assert len({a.run_id for a in first + second + [last]}) == 5
+        await small.acked([a.run_id for a in second])
+        await web.complete([http])
+        await web.acked([http.run_id])
+        claims = metrics.CLAIMS._value.get()
+        await small.complete([last])
+        await small.acked([last.run_id])
+        await small.heartbeat_acked()
+        assert metrics.CLAIMS._value.get() == claims  # ending runs with nothing waiting: no claim
+
+
 async def test_recurring_every_advances_on_its_grid(database_url: str, db: asyncpg.Pool) -> None:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=95)
     schedule = {"every_s": 60, "start_at": start.isoformat()}

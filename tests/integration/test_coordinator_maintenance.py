@@ -34,7 +34,7 @@ async def claim(db: asyncpg.Pool, *sessions: WorkerSession, grace_s: float = 60)
         registry.add(session)
     batcher = CompletionBatcher(db, BACKOFF)
     dispatcher = Dispatcher(db, registry, batcher, coordinator_id="c-test", poll_s=5, grace_s=grace_s)
-    claimed, _planned = await dispatcher.claim_once()
+    claimed, _more = await dispatcher.claim_once()
     assert claimed == sum(len(s.outstanding) for s in sessions)
     return [run_id for s in sessions for run_id in s.outstanding]
 

@@ -59,10 +59,14 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._retime = asyncio.Event()
         self._timer_at: float | None = None  # monotonic time of the next known due task
+        self._timer_known = False  # whether _timer_at is the earliest due time (or None: nothing due)
+        self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
         self.claims = 0  # claim statements run, for tests of "no busy polling"
 
     def on_tasks_notify(self, payload: str | None) -> None:
-        """`zephyr_tasks`: something may be due now (claim) or later (set the timer)."""
+        """`zephyr_tasks`: something may be due now (claim) or later (set the timer). No payload
+        (the listener reconnected, notifications may have been missed): claim, and ask the
+        database for the next due time again."""
         if payload:
             try:
                 due_in = (parse_instant(payload) - datetime.now(UTC)).total_seconds()
@@ -74,22 +78,38 @@ class Dispatcher:
                     self._timer_at = at
                     self._retime.set()
                 return
+        else:
+            self._timer_known = False
         self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        changed = self._registry.changed
+        """Claim whenever due work may wait for a free slot, until `stop` is set.
+
+        Due work may wait after a notification or a wake, when the timer fires, after a batch that
+        filled every planned slot, after the fallback poll, and when a worker joins. A freed slot
+        is a reason only for a group of workers whose last claim filled all its slots: elsewhere
+        nothing was left waiting. The
+        timer holds the earliest due time known (from `next_due` and from notifications); the
+        database is asked again only when that knowledge lapses: the timer fired, the fallback
+        poll ran, or the listener reconnected.
+        """
+        registry = self._registry
+        changed = registry.changed
+        waiting = True  # due work may be waiting for a slot
         while not stop.is_set():
             self._wake.clear()
             changed.clear()
-            if self._registry.total_free() > 0:
+            if waiting and registry.total_free() > 0:
                 try:
-                    claimed, planned = await self.claim_once()
-                    if planned and claimed == planned:
+                    _claimed, more = await self.claim_once()
+                    if more:
                         continue  # a full batch: more may be waiting
-                    await self._set_timer()
+                    waiting = False
+                    if not self._timer_known:
+                        await self._set_timer()
                 except DB_ERRORS as exc:
                     log.warning("claim failed (%s); retrying", exc)
                     # Connections may be left broken by a database restart: start afresh.
@@ -101,6 +121,7 @@ class Dispatcher:
                     await _wait_any((stop,), DB_RETRY_S)
                     continue
             # Wait for a reason to claim; a new timer only re-arms the wait.
+            fired: asyncio.Event | None = stop
             while not stop.is_set():
                 self._retime.clear()
                 timeout = self._poll_s
@@ -109,29 +130,49 @@ class Dispatcher:
                 fired = await _wait_any((stop, self._wake, changed, self._retime), timeout)
                 if fired is not self._retime:
                     break
-            self._timer_at = None
+            if fired is None:  # the timer or the fallback poll: look again, timer included
+                waiting = True
+                self._timer_at = None
+                self._timer_known = False
+            elif fired is self._wake or registry.take_joined() or self._backlog_has_room():
+                waiting = True
+            if not self._timer_known:
+                waiting = True
 
     async def _set_timer(self) -> None:
         types = sorted({t for s in self._registry.sessions() if s.free > 0 for t in s.task_types})
         if not types:
             self._timer_at = None
-            return
+            return  # still unknown: asked again once a worker has room
         async with self._pool.acquire() as conn:
             due_in = await conn.fetchval(QUERIES["next_due"], types)
+        self._timer_known = True
         if due_in is None:
             self._timer_at = None
         else:
+            # Rows left due are locked by another coordinator's claim: look again soon.
             self._timer_at = time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
 
-    async def claim_once(self) -> tuple[int, int]:
-        """Claim for every group of free workers and push; returns (claimed, slots planned)."""
-        claimed = planned = 0
+    async def claim_once(self) -> tuple[int, bool]:
+        """Claim for every group of free workers and push. Returns the runs claimed and whether
+        more may be due: some group's claim filled every slot planned for it (that group stays
+        backlogged until a claim of its leaves slots unused)."""
+        claimed = 0
+        more = False
         for types, plan in self._registry.plans(MAX_CLAIM):
             rows = await self._claim(types, plan)
-            planned += len(plan)
             claimed += len(rows)
+            if len(rows) == len(plan):
+                more = True
+                self._backlogged.add(frozenset(types))
+            else:
+                self._backlogged.discard(frozenset(types))
             self._push(rows)
-        return claimed, planned
+        return claimed, more
+
+    def _backlog_has_room(self) -> bool:
+        """A group of workers whose last claim filled every slot has a free slot now."""
+        return any(s.free > 0 and s.task_types in self._backlogged for s in self._registry.sessions())
 
     async def _claim(self, types: Sequence[str], plan: Sequence[str]) -> list[Any]:
         started = time.perf_counter()

@@ -91,14 +91,21 @@ class Registry:
         self._sessions: dict[str, WorkerSession] = {}
         self._rotation = 0
         self.changed = asyncio.Event()  # set when capacity may have grown (new worker, freed slot)
+        self._joined = False  # a worker registered since take_joined() last looked
 
     def add(self, session: WorkerSession) -> WorkerSession | None:
         """Register `session`; returns the session it replaces (same worker id), if any."""
         previous = self._sessions.get(session.worker_id)
         self._sessions[session.worker_id] = session
         self._update_gauges()
+        self._joined = True
         self.changed.set()
         return previous
+
+    def take_joined(self) -> bool:
+        """Whether a worker registered since the last call (it may offer types nobody claimed)."""
+        joined, self._joined = self._joined, False
+        return joined
 
     def remove(self, session: WorkerSession) -> None:
         session.closed = True
