@@ -7,6 +7,7 @@ create one task.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import asyncpg
 from zephyr import metrics, schedule, taskops
 from zephyr.db.queries import QUERIES
 from zephyr.errors import InvalidSchedule, ValidationError
-from zephyr.ids import new_id
+from zephyr.ids import new_id, new_ids
 from zephyr.scheduler.schemas import AnyTask, stored_payload, stored_schedule
 
 
@@ -71,10 +72,10 @@ def to_row(
     )
 
 
-def row_values(task: NewTask) -> tuple[Any, ...]:
+def row_values(task_id: uuid.UUID, task: NewTask) -> tuple[Any, ...]:
     """A new task's column values in the order `insert_task` and `insert_tasks_batch` take them."""
     return (
-        new_id(),
+        task_id,
         task.name,
         task.type,
         task.payload,
@@ -91,7 +92,9 @@ def row_values(task: NewTask) -> tuple[Any, ...]:
 
 async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
     """Insert `task`; (the task, True) when created, (the first task, False) on a repeated key."""
-    row = await pool.fetchrow(QUERIES["insert_task"], *row_values(task), taskops.rfc3339(task.next_run_at))
+    row = await pool.fetchrow(
+        QUERIES["insert_task"], *row_values(new_id(), task), taskops.rfc3339(task.next_run_at)
+    )
     if row is not None:
         metrics.TASKS_SUBMITTED.labels(task.type).inc()
         return taskops.task_dict(row), True
@@ -120,8 +123,8 @@ async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     repeated idempotency key, the id of the task that had it)."""
     check_unique_keys(tasks)
     columns: list[list[Any]] = [[] for _ in range(12)]
-    for task in tasks:
-        values = row_values(task)
+    for new, task in zip(new_ids(len(tasks)), tasks, strict=True):
+        values = row_values(new, task)
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     rows = await pool.fetch(QUERIES["insert_tasks_batch"], *columns)
