@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -79,6 +80,30 @@ def test_payload_limit_counts_utf8_bytes() -> None:
         schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text]}})
     assert caught.value.field == "payload"
     schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text[:1000]]}})
+
+
+@pytest.mark.parametrize("number", [1e-07, 2.5e-05, 1e16, 0.1])
+def test_payload_limit_is_exact_whatever_the_floats(number: float) -> None:
+    # pydantic-core, which measures small payloads, writes some floats otherwise (`1e-7`)
+    def payload(pad: int) -> dict[str, Any]:
+        return {"function": "f", "args": [number] * 20_000, "kwargs": {"p": "x" * pad}}
+
+    pad = schemas.MAX_PAYLOAD_BYTES - len(json.dumps(payload(0), separators=(",", ":")))
+    schemas.validate_task({"type": "internal", "payload": payload(pad)})
+    with pytest.raises(PayloadTooLarge):
+        schemas.validate_task({"type": "internal", "payload": payload(pad + 1)})
+
+
+def test_stored_payload_json_is_the_stored_payload() -> None:
+    task = schemas.validate_task(
+        {
+            "type": "http",
+            "payload": {"url": "https://x.example/é", "timeout_s": 5, "headers": {"a": {"$secret": "A"}}},
+        }
+    )
+    text = schemas.stored_payload_json(task.payload)
+    assert json.loads(text) == schemas.stored_payload(task.payload)
+    assert '"timeout_s":5.0' in text  # as validated, like the stored payload
 
 
 @pytest.mark.parametrize(

@@ -18,17 +18,17 @@ from zephyr import metrics, schedule, taskops
 from zephyr.db.queries import QUERIES
 from zephyr.errors import InvalidSchedule, ValidationError
 from zephyr.ids import new_id, new_ids
-from zephyr.scheduler.schemas import AnyTask, stored_payload, stored_schedule
+from zephyr.scheduler.schemas import AnyTask, json_text, stored_payload_json, stored_schedule
 
 
 @dataclass(frozen=True)
 class NewTask:
-    """The column values of one task to insert."""
+    """The column values of one task to insert; `payload` and `schedule` are JSON text."""
 
     name: str
     type: str
-    payload: dict[str, Any]
-    schedule: dict[str, Any] | None
+    payload: str
+    schedule: str | None
     recurring: bool
     overlap: bool
     priority: int
@@ -60,8 +60,8 @@ def to_row(
     return NewTask(
         name=task.name,
         type=task.type,
-        payload=stored_payload(task.payload),
-        schedule=stored,
+        payload=stored_payload_json(task.payload),
+        schedule=None if stored is None else json_text(stored),
         recurring=schedule.is_recurring(stored),
         overlap=schedule.wants_overlap(stored),
         priority=task.priority,
