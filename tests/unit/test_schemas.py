@@ -135,6 +135,31 @@ def test_batch_limits() -> None:
         schemas.validate_batch({"tasks": [one] * (schemas.MAX_BATCH + 1)})
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "field"),
+    [
+        ({3: {"priority": "x"}, 5: {"payload": {"function": "f", "args": ["x" * 300_000]}}}, ValidationError,
+         "tasks[3].priority"),
+        ({1: {"payload": {"function": "f", "args": ["x" * 300_000]}}, 3: {"bogus": 1}}, PayloadTooLarge,
+         "tasks[1].payload"),
+        ({2: "x", 4: {"type": "ftp"}}, ValidationError, "tasks[2]"),
+        ({4: "x", 2: {"type": "ftp"}}, ValidationError, "tasks[2].type"),
+        ({6: {"schedule": {"cron": "61 * * * *"}}, 7: "x"}, InvalidSchedule, "tasks[6].schedule.cron"),
+        ({0: {"type": "http", "payload": {"url": "http://x", "headers": {"http": 5}}}}, ValidationError,
+         "tasks[0].payload.headers.http"),
+    ],
+)  # fmt: skip
+def test_batch_error_is_that_of_the_first_failing_task(
+    bad: dict[int, Any], error: type[Exception], field: str
+) -> None:
+    tasks: list[Any] = [{"type": "internal", "payload": {"function": "f"}} for _ in range(10)]
+    for index, change in bad.items():
+        tasks[index] = change if isinstance(change, str) else {**tasks[index], **change}
+    with pytest.raises(error) as caught:
+        schemas.validate_batch({"tasks": tasks})
+    assert type(caught.value) is error and caught.value.field == field  # type: ignore[attr-defined]
+
+
 def test_patch_accepts_partial_and_null_schedule() -> None:
     patch = schemas.validate_patch({"schedule": None})
     assert "schedule" in patch.model_fields_set and patch.schedule is None
