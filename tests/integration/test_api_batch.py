@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.support.api_server import Api, running_api
 from zephyr.db.pool import connect
@@ -103,6 +104,21 @@ async def test_batch_repeated_idempotency_key_returns_the_existing_id(api: Api) 
     assert status == 201
     assert body["ids"][1] == first["id"]
     assert await count(api) == 3
+
+
+async def test_batch_counts_the_tasks_it_created_by_type(api: Api) -> None:
+    def submitted(task_type: str) -> float:
+        return REGISTRY.get_sample_value("zephyr_tasks_submitted_total", {"type": task_type}) or 0.0
+
+    status, _ = await api.call("POST", "/v1/tasks", json=internal(0, idempotency_key="seen"))
+    assert status == 201
+    before = {task_type: submitted(task_type) for task_type in ("internal", "http")}
+    http = {"type": "http", "payload": {"url": "http://127.0.0.1:9/"}}
+    tasks = [internal(1), http, internal(2, idempotency_key="seen"), internal(3), http]
+    status, _ = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks})
+    assert status == 201
+    assert submitted("internal") - before["internal"] == 2  # not the repeated key
+    assert submitted("http") - before["http"] == 2
 
 
 async def test_idempotency_key_field_and_header(api: Api) -> None:

@@ -8,9 +8,9 @@ create one task.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -21,9 +21,9 @@ from zephyr.ids import new_id, new_ids
 from zephyr.scheduler.schemas import AnyTask, json_text, stored_payload_json, stored_schedule
 
 
-@dataclass(frozen=True)
-class NewTask:
-    """The column values of one task to insert; `payload` and `schedule` are JSON text."""
+class NewTask(NamedTuple):
+    """The column values of one task to insert, in the order the insert queries take them after
+    the id; `payload` and `schedule` are JSON text."""
 
     name: str
     type: str
@@ -73,21 +73,8 @@ def to_row(
 
 
 def row_values(task_id: uuid.UUID, task: NewTask) -> tuple[Any, ...]:
-    """A new task's column values in the order `insert_task` and `insert_tasks_batch` take them."""
-    return (
-        task_id,
-        task.name,
-        task.type,
-        task.payload,
-        task.schedule,
-        task.recurring,
-        task.overlap,
-        task.priority,
-        task.max_attempts,
-        task.timeout_s,
-        task.next_run_at,
-        task.idempotency_key,
-    )
+    """A new task's column values in the order `insert_task` takes them."""
+    return (task_id, *task)
 
 
 async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
@@ -121,13 +108,14 @@ def check_unique_keys(tasks: list[NewTask]) -> None:
 async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     """Insert all `tasks` in one statement (all or nothing); their ids in input order (for a
     repeated idempotency key, the id of the task that had it)."""
+    if not tasks:
+        return []
     check_unique_keys(tasks)
-    columns: list[list[Any]] = [[] for _ in range(12)]
-    for new, task in zip(new_ids(len(tasks)), tasks, strict=True):
-        values = row_values(new, task)
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    rows = await pool.fetch(QUERIES["insert_tasks_batch"], *columns)
+    columns = zip(*tasks, strict=True)  # NewTask's fields are the statement's columns
+    rows = await pool.fetch(QUERIES["insert_tasks_batch"], new_ids(len(tasks)), *columns)
+    created = Counter(task.type for row, task in zip(rows, tasks, strict=True) if row["created"])
+    for task_type, count in created.items():
+        metrics.TASKS_SUBMITTED.labels(task_type).inc(count)
     ids: list[str] = []
     for row, task in zip(rows, tasks, strict=True):
         task_id = row["id"]
@@ -135,8 +123,6 @@ async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
             existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
             task_id = existing["id"] if existing else None
         ids.append(str(task_id))
-        if row["created"]:
-            metrics.TASKS_SUBMITTED.labels(task.type).inc()
     return ids
 
 
