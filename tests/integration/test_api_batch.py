@@ -52,6 +52,27 @@ async def test_batch_of_1000_creates_all_in_order_with_one_notification(api: Api
         await listener.close()
 
 
+async def test_batch_rows_get_their_own_values_whether_shared_or_not(api: Api) -> None:
+    # The statement takes a column all rows share as one value: mix shared and differing ones.
+    tasks: list[dict[str, Any]] = [
+        {"type": "internal", "payload": {"function": "zephyr.noop"}, "priority": 1} for _ in range(5)
+    ]
+    tasks[4] = {**tasks[4], "priority": 2, "idempotency_key": "own", "max_attempts": 7}
+    tasks[2] = {**tasks[2], "schedule": {"every_s": 60}, "timeout_s": 9}
+    status, body = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks})
+    assert status == 201, body
+    rows = {str(row["id"]): row for row in await api.pool.fetch("SELECT * FROM tasks")}
+    got = [rows[task_id] for task_id in body["ids"]]
+    assert [row["priority"] for row in got] == [1, 1, 1, 1, 2]
+    assert [row["idempotency_key"] for row in got] == [None, None, None, None, "own"]
+    assert [row["max_attempts"] for row in got] == [3, 3, 3, 3, 7]
+    assert [row["timeout_s"] for row in got] == [300.0, 300.0, 9.0, 300.0, 300.0]
+    assert [row["schedule"] for row in got] == [None, None, {"every_s": 60.0}, None, None]
+    assert [row["recurring"] for row in got] == [False, False, True, False, False]
+    assert all(row["payload"] == {"function": "zephyr.noop"} and row["type"] == "internal" for row in got)
+    assert len({row["next_run_at"] for row in got}) == 2  # the same now, and a minute later
+
+
 async def test_batch_with_one_bad_task_creates_nothing_and_names_it(api: Api) -> None:
     tasks = [internal(n) for n in range(30)]
     tasks[17]["schedule"] = {"cron": "61 * * * *"}

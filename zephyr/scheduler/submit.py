@@ -23,7 +23,8 @@ from zephyr.scheduler.schemas import AnyTask, json_text, stored_payload_json, st
 
 class NewTask(NamedTuple):
     """The column values of one task to insert, in the order the insert queries take them after
-    the id; `payload` and `schedule` are JSON text."""
+    the id; `payload` and `schedule` are JSON text. Values of one field are of one type (no
+    `1 == 1.0 == True` surprises when `shared_or_each` compares them)."""
 
     name: str
     type: str
@@ -105,13 +106,20 @@ def check_unique_keys(tasks: list[NewTask]) -> None:
         seen[task.idempotency_key] = index
 
 
+def shared_or_each(column: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A column of a batch as `insert_tasks_batch` takes it: the one value when all rows share it
+    (the usual batch differs only in ids), else every row's."""
+    first = column[0]
+    return (first,) if column.count(first) == len(column) else column
+
+
 async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     """Insert all `tasks` in one statement (all or nothing); their ids in input order (for a
     repeated idempotency key, the id of the task that had it)."""
     if not tasks:
         return []
     check_unique_keys(tasks)
-    columns = zip(*tasks, strict=True)  # NewTask's fields are the statement's columns
+    columns = [shared_or_each(column) for column in zip(*tasks, strict=True)]
     rows = await pool.fetch(QUERIES["insert_tasks_batch"], new_ids(len(tasks)), *columns)
     created = Counter(task.type for row, task in zip(rows, tasks, strict=True) if row["created"])
     for task_type, count in created.items():
