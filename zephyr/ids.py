@@ -8,6 +8,8 @@ import threading
 import time
 import uuid
 
+from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
+
 _lock = threading.Lock()
 # The last (48-bit Unix milliseconds << 12 | 12-bit counter) handed out.
 _last_stamp = 0
@@ -35,7 +37,10 @@ def _reserve_stamps(count: int) -> int:
 def _uuid7(stamp: int, rand_b: int) -> uuid.UUID:
     unix_ms, sequence = stamp >> _SEQUENCE_BITS, stamp & _SEQUENCE_MASK
     value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | sequence << 64 | _VARIANT | rand_b & _RAND_B_MASK
-    return uuid.UUID(int=value)
+    # asyncpg's uuid.UUID subclass (what it returns for uuid columns): built from bytes in C,
+    # about a fifth of uuid.UUID(int=...)'s cost, and asyncpg encodes it without a conversion.
+    made: uuid.UUID = AsyncpgUUID(value.to_bytes(16))
+    return made
 
 
 def new_id() -> uuid.UUID:
