@@ -74,6 +74,12 @@ def test_a_payload_key_named_like_a_type_keeps_its_path() -> None:
     assert error.field == "payload.headers.http"
 
 
+@pytest.mark.parametrize("name", ["1abc", "a..b", "a.", "a-b", "a" * 201, "a." * 100 + "b"])
+def test_bad_function_names_are_refused_every_time(name: str) -> None:
+    for _ in range(2):  # the check is cached: a repeat is refused too
+        assert error_of({"type": "internal", "payload": {"function": name}}).field == "payload.function"
+
+
 def test_payload_limit_counts_utf8_bytes() -> None:
     text = "é" * (schemas.MAX_PAYLOAD_BYTES // 2)  # 2 bytes each: just over the limit with the JSON around it
     with pytest.raises(PayloadTooLarge) as caught:
