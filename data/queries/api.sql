@@ -29,11 +29,12 @@ WHERE t.idempotency_key = $1
 -- One statement: insert (or nothing when the idempotency key exists: the caller then reads the
 -- first task) and NOTIFY zephyr_tasks in the same transaction. No row back means a repeat.
 -- $1 id, $2 name, $3 type, $4 payload, $5 schedule, $6 recurring, $7 overlap, $8 priority,
--- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload (RFC 3339)
+-- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload (RFC 3339);
+-- payload and schedule are JSON text (serialised once by the API, not again by a jsonb codec)
 WITH ins AS (
     INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
                        max_attempts, timeout_s, next_run_at, idempotency_key)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    VALUES ($1, $2, $3, $4::text::jsonb, $5::text::jsonb, $6, $7, $8, $9, $10, $11, $12)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 )
@@ -44,20 +45,30 @@ FROM ins
 -- All rows in one statement (all or nothing), NOTIFY with the earliest next_run_at, and the ids in
 -- input order: a row whose idempotency key already existed answers the existing task's id
 -- (NULL when that task committed after this statement began: the caller looks it up).
--- $1 ids, $2 names, $3 types, $4 payloads, $5 schedules, $6 recurring, $7 overlap, $8 priorities,
--- $9 max_attempts, $10 timeouts, $11 next_run_at, $12 idempotency keys (arrays of equal length)
+-- $1 ids; $2 names, $3 types, $4 payloads, $5 schedules, $6 recurring, $7 overlap, $8 priorities,
+-- $9 max_attempts, $10 timeouts, $11 next_run_at, $12 idempotency keys: each an array of one value
+-- per id, or of a single value that every row takes (the API sends a value the whole batch shares
+-- once: each array element costs it about a microsecond to encode); payloads and schedules are
+-- JSON text (serialised once by the API, not again by a jsonb codec)
 WITH input AS (
-    SELECT *
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::boolean[],
-                $7::boolean[], $8::integer[], $9::integer[], $10::float8[], $11::timestamptz[],
-                $12::text[])
-         WITH ORDINALITY AS u(id, name, type, payload, schedule, recurring, overlap, priority,
-                              max_attempts, timeout_s, next_run_at, idempotency_key, ord)
+    SELECT u.ord, u.id,
+           ($2::text[])[least(u.ord, cardinality($2::text[]))] AS name,
+           ($3::text[])[least(u.ord, cardinality($3::text[]))] AS type,
+           ($4::text[])[least(u.ord, cardinality($4::text[]))] AS payload,
+           ($5::text[])[least(u.ord, cardinality($5::text[]))] AS schedule,
+           ($6::boolean[])[least(u.ord, cardinality($6::boolean[]))] AS recurring,
+           ($7::boolean[])[least(u.ord, cardinality($7::boolean[]))] AS overlap,
+           ($8::integer[])[least(u.ord, cardinality($8::integer[]))] AS priority,
+           ($9::integer[])[least(u.ord, cardinality($9::integer[]))] AS max_attempts,
+           ($10::float8[])[least(u.ord, cardinality($10::float8[]))] AS timeout_s,
+           ($11::timestamptz[])[least(u.ord, cardinality($11::timestamptz[]))] AS next_run_at,
+           ($12::text[])[least(u.ord, cardinality($12::text[]))] AS idempotency_key
+    FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)
 ),
 ins AS (
     INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
                        max_attempts, timeout_s, next_run_at, idempotency_key)
-    SELECT id, name, type, payload, schedule, recurring, overlap, priority,
+    SELECT id, name, type, payload::jsonb, schedule::jsonb, recurring, overlap, priority,
            max_attempts, timeout_s, next_run_at, idempotency_key
     FROM input ORDER BY ord
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

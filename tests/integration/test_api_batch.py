@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.support.api_server import Api, running_api
 from zephyr.db.pool import connect
@@ -49,6 +50,27 @@ async def test_batch_of_1000_creates_all_in_order_with_one_notification(api: Api
         assert notes[0] == earliest.isoformat(timespec="microseconds").replace("+00:00", "Z")
     finally:
         await listener.close()
+
+
+async def test_batch_rows_get_their_own_values_whether_shared_or_not(api: Api) -> None:
+    # The statement takes a column all rows share as one value: mix shared and differing ones.
+    tasks: list[dict[str, Any]] = [
+        {"type": "internal", "payload": {"function": "zephyr.noop"}, "priority": 1} for _ in range(5)
+    ]
+    tasks[4] = {**tasks[4], "priority": 2, "idempotency_key": "own", "max_attempts": 7}
+    tasks[2] = {**tasks[2], "schedule": {"every_s": 60}, "timeout_s": 9}
+    status, body = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks})
+    assert status == 201, body
+    rows = {str(row["id"]): row for row in await api.pool.fetch("SELECT * FROM tasks")}
+    got = [rows[task_id] for task_id in body["ids"]]
+    assert [row["priority"] for row in got] == [1, 1, 1, 1, 2]
+    assert [row["idempotency_key"] for row in got] == [None, None, None, None, "own"]
+    assert [row["max_attempts"] for row in got] == [3, 3, 3, 3, 7]
+    assert [row["timeout_s"] for row in got] == [300.0, 300.0, 9.0, 300.0, 300.0]
+    assert [row["schedule"] for row in got] == [None, None, {"every_s": 60.0}, None, None]
+    assert [row["recurring"] for row in got] == [False, False, True, False, False]
+    assert all(row["payload"] == {"function": "zephyr.noop"} and row["type"] == "internal" for row in got)
+    assert len({row["next_run_at"] for row in got}) == 2  # the same now, and a minute later
 
 
 async def test_batch_with_one_bad_task_creates_nothing_and_names_it(api: Api) -> None:
@@ -103,6 +125,21 @@ async def test_batch_repeated_idempotency_key_returns_the_existing_id(api: Api) 
     assert status == 201
     assert body["ids"][1] == first["id"]
     assert await count(api) == 3
+
+
+async def test_batch_counts_the_tasks_it_created_by_type(api: Api) -> None:
+    def submitted(task_type: str) -> float:
+        return REGISTRY.get_sample_value("zephyr_tasks_submitted_total", {"type": task_type}) or 0.0
+
+    status, _ = await api.call("POST", "/v1/tasks", json=internal(0, idempotency_key="seen"))
+    assert status == 201
+    before = {task_type: submitted(task_type) for task_type in ("internal", "http")}
+    http = {"type": "http", "payload": {"url": "http://127.0.0.1:9/"}}
+    tasks = [internal(1), http, internal(2, idempotency_key="seen"), internal(3), http]
+    status, _ = await api.call("POST", "/v1/tasks/batch", json={"tasks": tasks})
+    assert status == 201
+    assert submitted("internal") - before["internal"] == 2  # not the repeated key
+    assert submitted("http") - before["http"] == 2
 
 
 async def test_idempotency_key_field_and_header(api: Api) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -291,8 +292,8 @@ async def insert_tasks(
         ids,
         [f"t{i}" for i in range(count)],
         [type] * count,
-        [dict(payload or {"function": "zephyr.noop"})] * count,
-        [dict(schedule) if schedule else None] * count,
+        [json.dumps(dict(payload or {"function": "zephyr.noop"}))] * count,
+        [json.dumps(dict(schedule)) if schedule else None] * count,
         [recurring] * count,
         [overlap] * count,
         [priority] * count,

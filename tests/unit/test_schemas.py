@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -73,12 +74,42 @@ def test_a_payload_key_named_like_a_type_keeps_its_path() -> None:
     assert error.field == "payload.headers.http"
 
 
+@pytest.mark.parametrize("name", ["1abc", "a..b", "a.", "a-b", "a" * 201, "a." * 100 + "b"])
+def test_bad_function_names_are_refused_every_time(name: str) -> None:
+    for _ in range(2):  # the check is cached: a repeat is refused too
+        assert error_of({"type": "internal", "payload": {"function": name}}).field == "payload.function"
+
+
 def test_payload_limit_counts_utf8_bytes() -> None:
     text = "é" * (schemas.MAX_PAYLOAD_BYTES // 2)  # 2 bytes each: just over the limit with the JSON around it
     with pytest.raises(PayloadTooLarge) as caught:
         schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text]}})
     assert caught.value.field == "payload"
     schemas.validate_task({"type": "internal", "payload": {"function": "f", "args": [text[:1000]]}})
+
+
+@pytest.mark.parametrize("number", [1e-07, 2.5e-05, 1e16, 0.1])
+def test_payload_limit_is_exact_whatever_the_floats(number: float) -> None:
+    # pydantic-core, which measures small payloads, writes some floats otherwise (`1e-7`)
+    def payload(pad: int) -> dict[str, Any]:
+        return {"function": "f", "args": [number] * 20_000, "kwargs": {"p": "x" * pad}}
+
+    pad = schemas.MAX_PAYLOAD_BYTES - len(json.dumps(payload(0), separators=(",", ":")))
+    schemas.validate_task({"type": "internal", "payload": payload(pad)})
+    with pytest.raises(PayloadTooLarge):
+        schemas.validate_task({"type": "internal", "payload": payload(pad + 1)})
+
+
+def test_stored_payload_json_is_the_stored_payload() -> None:
+    task = schemas.validate_task(
+        {
+            "type": "http",
+            "payload": {"url": "https://x.example/é", "timeout_s": 5, "headers": {"a": {"$secret": "A"}}},
+        }
+    )
+    text = schemas.stored_payload_json(task.payload)
+    assert json.loads(text) == schemas.stored_payload(task.payload)
+    assert '"timeout_s":5.0' in text  # as validated, like the stored payload
 
 
 @pytest.mark.parametrize(
@@ -108,6 +139,31 @@ def test_batch_limits() -> None:
     assert len(schemas.validate_batch({"tasks": [one] * schemas.MAX_BATCH})) == schemas.MAX_BATCH
     with pytest.raises(PayloadTooLarge):
         schemas.validate_batch({"tasks": [one] * (schemas.MAX_BATCH + 1)})
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "field"),
+    [
+        ({3: {"priority": "x"}, 5: {"payload": {"function": "f", "args": ["x" * 300_000]}}}, ValidationError,
+         "tasks[3].priority"),
+        ({1: {"payload": {"function": "f", "args": ["x" * 300_000]}}, 3: {"bogus": 1}}, PayloadTooLarge,
+         "tasks[1].payload"),
+        ({2: "x", 4: {"type": "ftp"}}, ValidationError, "tasks[2]"),
+        ({4: "x", 2: {"type": "ftp"}}, ValidationError, "tasks[2].type"),
+        ({6: {"schedule": {"cron": "61 * * * *"}}, 7: "x"}, InvalidSchedule, "tasks[6].schedule.cron"),
+        ({0: {"type": "http", "payload": {"url": "http://x", "headers": {"http": 5}}}}, ValidationError,
+         "tasks[0].payload.headers.http"),
+    ],
+)  # fmt: skip
+def test_batch_error_is_that_of_the_first_failing_task(
+    bad: dict[int, Any], error: type[Exception], field: str
+) -> None:
+    tasks: list[Any] = [{"type": "internal", "payload": {"function": "f"}} for _ in range(10)]
+    for index, change in bad.items():
+        tasks[index] = change if isinstance(change, str) else {**tasks[index], **change}
+    with pytest.raises(error) as caught:
+        schemas.validate_batch({"tasks": tasks})
+    assert type(caught.value) is error and caught.value.field == field  # type: ignore[attr-defined]
 
 
 def test_patch_accepts_partial_and_null_schedule() -> None:
