@@ -101,33 +101,22 @@ CROSS JOIN LATERAL (
 -- through finished_at because the partial indexes on status = 'running' would otherwise tempt the
 -- planner: reading every running run, and every dead index entry left by the runs ended since the
 -- last vacuum, is cheap by the statistics and grew through a burst; the runs are found by id.
--- One transition is taken here, not by outcomes.decide (which states the same rule): the task of a
--- succeeded run that is not recurring has succeeded, if it is still running that run. It is most
--- of the endings, and needs no second statement.
 -- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 statuses text[],
 -- $5 results jsonb[] (NULL entries allowed), $6 errors jsonb[] (NULL entries allowed)
-WITH finished AS (
-    UPDATE task_runs r
-    SET status = u.status, finished_at = now(), result = u.result, error = u.error
-    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
-             AS u (id, attempt, worker_id, status, result, error),
-         tasks t
-    WHERE r.id = u.id
-      AND r.attempt = u.attempt
-      AND r.worker_id = u.worker_id
-      AND r.finished_at IS NULL
-      AND t.id = r.task_id
-    RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
-              t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
-              t.schedule, t.last_run_id
-), succeeded AS (
-    UPDATE tasks t
-    SET status = 'succeeded', next_run_at = NULL, updated_at = now()
-    FROM finished f
-    WHERE f.status = 'succeeded' AND NOT f.recurring
-      AND t.id = f.task_id AND t.status = 'running' AND t.last_run_id = f.run_id
-)
-SELECT * FROM finished;
+UPDATE task_runs r
+SET status = u.status, finished_at = now(), result = u.result, error = u.error
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+         AS u (id, attempt, worker_id, status, result, error),
+     tasks t
+WHERE r.id = ANY ($1::uuid[])  -- bounds every scan of task_runs by the batch, whatever the plan
+  AND r.id = u.id
+  AND r.attempt = u.attempt
+  AND r.worker_id = u.worker_id
+  AND r.finished_at IS NULL
+  AND t.id = r.task_id
+RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
+          t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
+          t.schedule, t.last_run_id;
 
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the
@@ -141,7 +130,8 @@ WITH updated AS (
     SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
              AS u (id, run_id, expected, status, next_run_at, attempts)
-    WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
+    WHERE t.id = ANY ($1::uuid[])  -- bounds every scan of tasks by the batch, whatever the plan
+      AND t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
     RETURNING t.id, t.status, t.next_run_at
 )
 SELECT count(*) AS updated,

@@ -36,7 +36,7 @@ DB_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
-MAX_BATCH = 1000
+MAX_BATCH = 500  # finish_runs compares, at worst, each ending with each run found
 RETRY_DELAY_S = 0.5
 
 
@@ -101,8 +101,6 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
             ended[(row["type"], row["status"])] += 1
             if ending.duration_s is not None:
                 metrics.child(metrics.RUN_DURATION, row["type"]).observe(ending.duration_s)
-            if row["status"] == "succeeded" and not row["recurring"]:
-                continue  # finish_runs made the task's transition itself
             finished = FinishedRun(
                 row["run_id"],
                 row["task_id"],
