@@ -111,6 +111,7 @@ async def load(dsn: str, finished: int, future: int) -> dict[str, Any]:
             await conn.copy_records_to_table("tasks", records=tasks, columns=TASK_COLUMNS)
         load_s = time.perf_counter() - t0
         await conn.execute(BENCH_QUERIES["bench_vacuum_analyze"])
+        await conn.execute(BENCH_QUERIES["bench_checkpoint"])
         sizes = await conn.fetchrow(BENCH_QUERIES["bench_table_sizes"])
     finally:
         await conn.close()

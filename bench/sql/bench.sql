@@ -70,3 +70,7 @@ WHERE task_id = ANY($1::uuid[]);
 -- name: bench_worker_lease
 -- $1 worker id
 SELECT last_heartbeat_at, lease_expires_at FROM workers WHERE id = $1;
+
+-- name: bench_checkpoint
+-- After the big-table load: its WAL is written out now, not by a checkpoint during the measurement.
+CHECKPOINT;

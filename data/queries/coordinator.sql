@@ -101,6 +101,7 @@ CROSS JOIN LATERAL (
 -- through finished_at because the partial indexes on status = 'running' would otherwise tempt the
 -- planner: reading every running run, and every dead index entry left by the runs ended since the
 -- last vacuum, is cheap by the statistics and grew through a burst; the runs are found by id.
+-- Planned per batch (the coordinator's endings pool), so the plan knows the batch's size.
 -- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 statuses text[],
 -- $5 results jsonb[] (NULL entries allowed), $6 errors jsonb[] (NULL entries allowed)
 UPDATE task_runs r
@@ -108,11 +109,13 @@ SET status = u.status, finished_at = now(), result = u.result, error = u.error
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
          AS u (id, attempt, worker_id, status, result, error),
      tasks t
-WHERE r.id = ANY ($1::uuid[])  -- bounds every scan of task_runs by the batch, whatever the plan
-  AND r.id = u.id
-  AND r.attempt = u.attempt
+WHERE r.id = u.id
   AND r.worker_id = u.worker_id
-  AND r.finished_at IS NULL
+  -- The fence, as part of matching each ending to its run: the run is still running at that
+  -- attempt. Not `r.finished_at IS NULL` on its own: a condition on runs alone is estimated from
+  -- the statistics, and statistics taken when no run was running made the planner start from the
+  -- runs (all of them, or the batch's compared with every ending) instead of from the batch.
+  AND u.attempt = CASE WHEN r.finished_at IS NULL THEN r.attempt END
   AND t.id = r.task_id
 RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.scheduled_for, r.started_at,
           t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
@@ -130,8 +133,7 @@ WITH updated AS (
     SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
              AS u (id, run_id, expected, status, next_run_at, attempts)
-    WHERE t.id = ANY ($1::uuid[])  -- bounds every scan of tasks by the batch, whatever the plan
-      AND t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
+    WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
     RETURNING t.id, t.status, t.next_run_at
 )
 SELECT count(*) AS updated,

@@ -36,7 +36,7 @@ DB_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
-MAX_BATCH = 500  # finish_runs compares, at worst, each ending with each run found
+MAX_BATCH = 1000
 RETRY_DELAY_S = 0.5
 
 
