@@ -89,16 +89,6 @@ async def blocks_of(conn: asyncpg.Connection, query: str, *args: Any) -> int:
     return int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"])
 
 
-def _modify_table(plan: dict[str, Any]) -> dict[str, Any] | None:
-    if plan.get("Node Type") == "ModifyTable":
-        return plan
-    for child in plan.get("Plans", []):
-        found = _modify_table(child)
-        if found is not None:
-            return found
-    return None
-
-
 def _rows_scanned(plan: dict[str, Any]) -> int:
     own = int(plan["Actual Rows"] * plan["Actual Loops"]) if "Scan" in plan["Node Type"] else 0
     return own + sum(_rows_scanned(child) for child in plan.get("Plans", []))

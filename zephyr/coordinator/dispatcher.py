@@ -91,10 +91,9 @@ class Dispatcher:
         Due work may wait after a notification or a wake, when the timer fires, after a batch that
         filled every planned slot, after the fallback poll, and when a worker joins. A freed slot
         is a reason only for a group of workers whose last claim filled all its slots: elsewhere
-        nothing was left waiting. The
-        timer holds the earliest due time known (from `next_due` and from notifications); the
-        database is asked again only when that knowledge lapses: the timer fired, the fallback
-        poll ran, or the listener reconnected.
+        nothing was left waiting. The timer holds the earliest due time known (from `next_due` and
+        from notifications); the database is asked again only when that knowledge lapses: the
+        timer fired, the fallback poll ran, or the listener reconnected.
         """
         registry = self._registry
         changed = registry.changed
@@ -150,7 +149,7 @@ class Dispatcher:
         if due_in is None:
             self._timer_at = None
         else:
-            # Rows left due are locked by another coordinator's claim: look again soon.
+            # Overdue rows left after a claim are held by another coordinator's: look again soon.
             self._timer_at = time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
 
     async def claim_once(self) -> tuple[int, bool]:

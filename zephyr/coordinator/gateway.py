@@ -270,9 +270,8 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         for run_id, ending in zip(run_ids, endings, strict=True):
             accepted = next(results) if ending.run_id is not None else False
             acks.append(worker_pb2.CompletionAck(run_id=run_id, accepted=accepted))
-            session.settle(run_id)
+            session.settle(run_id)  # its slot was freed when the completion arrived
         session.send(worker_pb2.CoordinatorMessage(completion_acks=acks))
-        self._registry.freed()
 
     def drain(self, worker_id: str) -> bool:
         """Send Drain to `worker_id` if its stream is here; it then gets no new runs."""

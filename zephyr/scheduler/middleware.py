@@ -83,8 +83,8 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         return respond({"error": {"code": "internal", "message": "internal error"}}, status=500)
     finally:
         route = _route(request)
-        metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+        metrics.child(metrics.HTTP_REQUESTS, request.method, route, str(status)).inc()
+        metrics.child(metrics.HTTP_LATENCY, route).observe(time.perf_counter() - started)
 
 
 @web.middleware

@@ -85,7 +85,7 @@ async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any]
         QUERIES["insert_task"], *row_values(new_id(), task), taskops.rfc3339(task.next_run_at)
     )
     if row is not None:
-        metrics.TASKS_SUBMITTED.labels(task.type).inc()
+        metrics.child(metrics.TASKS_SUBMITTED, task.type).inc()
         return taskops.task_dict(row), True
     existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
     if existing is None:  # the first one was deleted in between: extremely unlikely; try again
@@ -124,7 +124,7 @@ async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     rows = await pool.fetch(QUERIES["insert_tasks_batch"], new_ids(len(tasks)), *columns)
     created = Counter(task.type for row, task in zip(rows, tasks, strict=True) if row["created"])
     for task_type, count in created.items():
-        metrics.TASKS_SUBMITTED.labels(task_type).inc(count)
+        metrics.child(metrics.TASKS_SUBMITTED, task_type).inc(count)
     ids: list[str] = []
     for row, task in zip(rows, tasks, strict=True):
         task_id = row["id"]
