@@ -12,14 +12,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tests.support.cluster import free_port, wait_until
 from tests.support.protocol_server import ProtocolServer, Stream, assignment
 from tests.support.worker import process_alive
-from zephyr.config import WorkerConfig, load
+from zephyr.config import WorkerConfig, load, parse_addr
 from zephyr.v1 import worker_pb2 as pb
+from zephyr.v1 import worker_pb2_grpc as pb_grpc
 from zephyr.worker.agent import serve
+from zephyr.worker.connection import Connection, StreamLost
+from zephyr.worker.outbox import Outbox
+from zephyr.worker.runner import Runner
 
 
 @asynccontextmanager
@@ -189,6 +194,26 @@ async def test_reconnects_to_another_address_when_one_is_down(server: ProtocolSe
         stream = await server.wait_stream()
         stream.close()
         await server.wait_stream(2)
+
+
+async def test_a_call_refused_before_register_is_written_counts_as_a_lost_stream() -> None:
+    """A refused connection can finish the call before Register is written; that is StreamLost, not a crash."""
+    addr = parse_addr(f"127.0.0.1:{free_port()}")
+    outbox = Outbox()
+    connection = Connection(
+        worker_id="w-test",
+        addrs=[addr],
+        token=None,
+        task_types=["internal"],
+        heartbeat_s=0.1,
+        runner=Runner({}, outbox, capacity=1, log_lines_per_run=10, environ={}),
+        outbox=outbox,
+    )
+    async with grpc.aio.insecure_channel(str(addr)) as channel:
+        call = pb_grpc.WorkerGatewayStub(channel).Connect()
+        assert await call.code() == grpc.StatusCode.UNAVAILABLE  # the call has ended
+        with pytest.raises(StreamLost):
+            await connection._converse(addr, call)
 
 
 async def test_coordinator_drain_reports_draining_and_cancels_after_grace(server: ProtocolServer) -> None:

@@ -123,7 +123,8 @@ class Connection:
 
     async def _converse(self, addr: Addr, call: grpc.aio.StreamStreamCall) -> bool:  # type: ignore[type-arg]
         in_flight = self.runner.in_flight() + self.outbox.unacked_refs()
-        await call.write(
+        await _send(
+            call,
             pb.WorkerMessage(
                 register=pb.Register(
                     worker_id=self.worker_id,
@@ -134,7 +135,7 @@ class Connection:
                     version=__version__,
                     pid=os.getpid(),
                 )
-            )
+            ),
         )
         first = await asyncio.wait_for(_next(call), REGISTER_TIMEOUT_S)
         if first is None or not first.HasField("registered"):
@@ -213,7 +214,7 @@ class Connection:
                 )
             if heartbeat is None and not lines and not completions:
                 continue
-            await call.write(pb.WorkerMessage(heartbeat=heartbeat, completions=completions, logs=lines))
+            await _send(call, pb.WorkerMessage(heartbeat=heartbeat, completions=completions, logs=lines))
 
     async def _tick(self, state: _StreamState, heartbeat_s: float, lease_s: float) -> None:
         while True:
@@ -232,6 +233,14 @@ class _StreamState:
         self.last_ack = last_ack
         self.heartbeat_due = True
         self.reported_draining = False
+
+
+async def _send(call: Any, msg: pb.WorkerMessage) -> None:
+    """Write one message; a call that already ended (refused, reset, closed by the peer) is StreamLost."""
+    try:
+        await call.write(msg)
+    except asyncio.InvalidStateError as exc:  # grpc.aio's answer to a write on a finished call
+        raise StreamLost(str(exc)) from exc
 
 
 async def _next(call: Any) -> pb.CoordinatorMessage | None:
