@@ -313,6 +313,18 @@ async def test_freed_slots_claim_a_backlog_and_only_a_backlog(database_url: str,
         assert metrics.CLAIMS._value.get() == claims  # ending runs with nothing waiting: no claim
 
 
+async def test_claims_grow_with_the_backlog_they_find(database_url: str, db: asyncpg.Pool) -> None:
+    """After a quiet spell a claim plans a few slots; each full claim doubles the next, so a
+    backlog of 250 reaches a worker with 300 free slots in 5 claims (16 + 32 + 64 + 128 + 10)."""
+    async with running_coordinator(database_url, ZEPHYR_POLL_S="60") as coord:
+        await insert_tasks(db, 250, type="internal")
+        claims = metrics.CLAIMS._value.get()
+        async with FakeWorker(coord.addr, "wide", capacity=300, task_types=["internal"]) as wide:
+            assignments = await wide.take(250, timeout=10)
+            assert len({a.run_id for a in assignments}) == 250
+            assert metrics.CLAIMS._value.get() - claims == 5
+
+
 async def test_recurring_every_advances_on_its_grid(database_url: str, db: asyncpg.Pool) -> None:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=95)
     schedule = {"every_s": 60, "start_at": start.isoformat()}

@@ -55,6 +55,21 @@ def test_registry_groups_workers_by_types() -> None:
     assert sum(len(plan) for _types, plan in limited) == 2
 
 
+def test_group_limit_caps_each_group_and_keeps_the_most_deserving_slots() -> None:
+    registry = Registry()
+    registry.add(session("a", 10, types=("internal",)))
+    registry.add(session("b", 4, types=("internal",)))
+    registry.add(session("c", 6, types=("shell",)))
+    plans = dict((tuple(types), plan) for types, plan in registry.plans(100, lambda types: 3))
+    # every group gets its own share: a small limit never starves the group with fewer free slots
+    assert Counter(plans[("internal",)]) == {"a": 3}
+    assert plans[("shell",)] == ["c", "c", "c"]
+    assert (
+        slot_plan([session("a", 2), session("b", 2)], 0, limit=3)
+        == slot_plan([session("a", 2), session("b", 2)], 0)[:3]
+    )
+
+
 def finished(**overrides: Any) -> FinishedRun:
     run_id = uuid.uuid4()
     base: dict[str, Any] = {

@@ -28,6 +28,9 @@ from zephyr.v1 import worker_pb2
 log = logging.getLogger(__name__)
 
 MAX_CLAIM = 500
+# A group's claim size follows the demand it meets: it starts here after a quiet spell and doubles
+# while claims come back full. Every planned slot is a run id made and an array element sent and read.
+CLAIM_START = 16
 # Rows another coordinator holds locked stay due for a moment: look again soon, not in a spin.
 OVERDUE_RECHECK_S = 0.05
 DB_RETRY_S = 0.5
@@ -61,6 +64,7 @@ class Dispatcher:
         self._timer_at: float | None = None  # monotonic time of the next known due task
         self._timer_known = False  # whether _timer_at is the earliest due time (or None: nothing due)
         self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
+        self._claim_sizes: dict[frozenset[str], int] = {}  # per type group: slots its next claim plans
         self.claims = 0  # claim statements run, for tests of "no busy polling"
 
     def on_tasks_notify(self, payload: str | None) -> None:
@@ -155,19 +159,28 @@ class Dispatcher:
     async def claim_once(self) -> tuple[int, bool]:
         """Claim for every group of free workers and push. Returns the runs claimed and whether
         more may be due: some group's claim filled every slot planned for it (that group stays
-        backlogged until a claim of its leaves slots unused)."""
+        backlogged until a claim of its leaves slots unused).
+
+        A group's claim plans at most twice the runs its previous claim found (at least
+        CLAIM_START, at most MAX_CLAIM): a trickle's claims plan a few slots, not every free one,
+        and a full claim doubles the next, so a backlog reaches full batches within a few claims."""
         claimed = 0
         more = False
-        for types, plan in self._registry.plans(MAX_CLAIM):
+        for types, plan in self._registry.plans(MAX_CLAIM, self._claim_size):
             rows = await self._claim(types, plan)
             claimed += len(rows)
+            group = frozenset(types)
+            self._claim_sizes[group] = min(MAX_CLAIM, max(CLAIM_START, 2 * len(rows)))
             if len(rows) == len(plan):
                 more = True
-                self._backlogged.add(frozenset(types))
+                self._backlogged.add(group)
             else:
-                self._backlogged.discard(frozenset(types))
+                self._backlogged.discard(group)
             self._push(rows)
         return claimed, more
+
+    def _claim_size(self, group: frozenset[str]) -> int:
+        return self._claim_sizes.get(group, CLAIM_START)
 
     def _backlog_has_room(self) -> bool:
         """A group of workers whose last claim filled every slot has a free slot now."""

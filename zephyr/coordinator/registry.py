@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +63,11 @@ class WorkerSession:
         return True
 
 
-def slot_plan(sessions: Sequence[WorkerSession], rotation: int = 0) -> list[str]:
+def slot_plan(sessions: Sequence[WorkerSession], rotation: int = 0, limit: int | None = None) -> list[str]:
     """Worker id per slot, for a claim: each slot goes to the worker with the most free slots left.
 
     Ties are broken by position rotated by `rotation`, so equal workers take turns across claims.
-    Never plans more slots for a worker than it has free.
+    Never plans more slots for a worker than it has free, nor more than `limit` slots in all.
     """
     count = len(sessions)
     heap: list[tuple[int, int, int]] = []
@@ -76,7 +76,8 @@ def slot_plan(sessions: Sequence[WorkerSession], rotation: int = 0) -> list[str]
             heap.append((-session.free, (index - rotation) % count, index))
     heapq.heapify(heap)
     plan: list[str] = []
-    while heap:
+    wanted = sum(s.free for s in sessions if s.free > 0) if limit is None else limit
+    while heap and len(plan) < wanted:
         neg_free, order, index = heapq.heappop(heap)
         plan.append(sessions[index].worker_id)
         if neg_free + 1 < 0:
@@ -132,9 +133,12 @@ class Registry:
     def total_free(self) -> int:
         return sum(s.free for s in self._sessions.values())
 
-    def plans(self, limit: int) -> list[tuple[list[str], list[str]]]:
+    def plans(
+        self, limit: int, group_limit: Callable[[frozenset[str]], int] | None = None
+    ) -> list[tuple[list[str], list[str]]]:
         """(task types, slot plan) per group of workers offering the same types, at most `limit`
-        slots in all. Groups with the most free slots come first."""
+        slots in all and at most `group_limit(types)` in a group. Groups with the most free slots
+        come first."""
         groups: dict[frozenset[str], list[WorkerSession]] = {}
         for session in self._sessions.values():
             if session.free > 0 and session.task_types:
@@ -145,7 +149,8 @@ class Registry:
         for types, members in sorted(groups.items(), key=lambda kv: -sum(s.free for s in kv[1])):
             if remaining <= 0:
                 break
-            plan = slot_plan(members, self._rotation)[:remaining]
+            cap = remaining if group_limit is None else min(remaining, group_limit(types))
+            plan = slot_plan(members, self._rotation, cap)
             remaining -= len(plan)
             result.append((sorted(types), plan))
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -206,6 +207,7 @@ async def _serve(
     for name in ("zephyr.v1.WorkerGateway", "zephyr.v1.Admin"):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator %s listening on %s", coordinator_id, config.grpc_addr)
+    gc.freeze()  # start-up's objects live as long as the process: keep them out of full collections
     failure: BaseException | None = None
     try:
         stop_wait = asyncio.create_task(stop.wait())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 
@@ -69,6 +70,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         ",".join(sorted(executors)),
         ",".join(map(str, config.coordinators)),
     )
+    gc.freeze()  # start-up's objects live as long as the process: keep them out of full collections
     stream = asyncio.create_task(connection.run(), name="connection")
     stopping = asyncio.create_task(stop.wait())
     try:
