@@ -34,7 +34,10 @@ async def claim(db: asyncpg.Pool, *sessions: WorkerSession, grace_s: float = 60)
         registry.add(session)
     batcher = CompletionBatcher(db, BACKOFF)
     dispatcher = Dispatcher(db, registry, batcher, coordinator_id="c-test", poll_s=5, grace_s=grace_s)
-    claimed, _more = await dispatcher.claim_once()
+    claimed, more = await dispatcher.claim_once()
+    while more:  # claims start small and grow while they come back full, as the dispatch loop does
+        again, more = await dispatcher.claim_once()
+        claimed += again
     assert claimed == sum(len(s.outstanding) for s in sessions)
     return [run_id for s in sessions for run_id in s.outstanding]
 

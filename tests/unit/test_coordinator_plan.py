@@ -148,6 +148,18 @@ def test_recurring_past_its_end_succeeds() -> None:
     assert update is not None and update.status == "succeeded"
 
 
+def test_overlap_task_left_running_at_its_claim_gets_its_next_firing_when_the_run_ends() -> None:
+    scheduled = NOW - timedelta(seconds=5)
+    schedule = {"every_s": 60, "overlap": True}
+    run = finished(recurring=True, overlap=True, schedule=schedule, scheduled_for=scheduled)
+    update = decide(run, now=NOW, backoff=no_backoff)
+    assert update is not None
+    assert (update.status, update.next_run_at) == ("pending", scheduled + timedelta(seconds=60))
+    ended = {"every_s": 60, "overlap": True, "end_at": NOW.isoformat()}
+    update = decide(finished(recurring=True, overlap=True, schedule=ended), now=NOW, backoff=no_backoff)
+    assert update is not None and update.status == "succeeded"
+
+
 def test_overlap_task_pending_again_is_untouched() -> None:
     run = finished(
         recurring=True, overlap=True, schedule={"every_s": 60, "overlap": True}, task_status="pending"

@@ -65,7 +65,9 @@ def decide(
 
     def next_firing() -> TaskUpdate:
         # The schedule goes on from the firing that ran, not from now: missed ticks fold into one.
-        if run.schedule is None or run.overlap:
+        # An overlap task still running on this run was not put back to pending at its claim (its
+        # schedule ended, or that step failed after the claim committed): the firing comes now.
+        if run.schedule is None:
             return update("succeeded", None, run.attempts)
         fire = next_fire(run.schedule, previous=run.scheduled_for, now=max(run.started_at, now))
         if fire is None:
