@@ -65,6 +65,7 @@ class Dispatcher:
         self._timer_known = False  # whether _timer_at is the earliest due time (or None: nothing due)
         self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
         self._claim_sizes: dict[frozenset[str], int] = {}  # per type group: slots its next claim plans
+        self._claim_start = CLAIM_START  # the size of a group's claim that has none in _claim_sizes
         self.claims = 0  # claim statements run, for tests of "no busy polling"
 
     def on_tasks_notify(self, payload: str | None) -> None:
@@ -137,6 +138,10 @@ class Dispatcher:
                 waiting = True
                 self._timer_at = None
                 self._timer_known = False
+                # Rows that came due by the clock, not by a notification: maybe a whole batch
+                # scheduled for this instant. Their first claim may take every free slot.
+                self._claim_sizes.clear()
+                self._claim_start = MAX_CLAIM
             elif fired is self._wake or registry.take_joined() or self._backlog_has_room():
                 waiting = True
             if not self._timer_known:
@@ -163,10 +168,13 @@ class Dispatcher:
 
         A group's claim plans at most twice the runs its previous claim found (at least
         CLAIM_START, at most MAX_CLAIM): a trickle's claims plan a few slots, not every free one,
-        and a full claim doubles the next, so a backlog reaches full batches within a few claims."""
+        and a full claim doubles the next, so a backlog reaches full batches within a few claims.
+        The first claim after the timer fires plans every free slot (up to MAX_CLAIM)."""
         claimed = 0
         more = False
-        for types, plan in self._registry.plans(MAX_CLAIM, self._claim_size):
+        plans = self._registry.plans(MAX_CLAIM, self._claim_size)
+        self._claim_start = CLAIM_START
+        for types, plan in plans:
             rows = await self._claim(types, plan)
             claimed += len(rows)
             group = frozenset(types)
@@ -180,7 +188,7 @@ class Dispatcher:
         return claimed, more
 
     def _claim_size(self, group: frozenset[str]) -> int:
-        return self._claim_sizes.get(group, CLAIM_START)
+        return self._claim_sizes.get(group, self._claim_start)
 
     def _backlog_has_room(self) -> bool:
         """A group of workers whose last claim filled every slot has a free slot now."""
