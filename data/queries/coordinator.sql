@@ -121,6 +121,36 @@ RETURNING r.id AS run_id, r.task_id, r.attempt, r.worker_id, r.status, r.schedul
           t.status AS task_status, t.type, t.attempts, t.max_attempts, t.recurring, t.overlap,
           t.schedule, t.last_run_id;
 
+-- name: finish_successes
+-- Successes of one-off tasks, ended in one statement that commits alone: the fenced run update
+-- (as finish_runs) and the task's move to succeeded (as update_tasks_after_runs, only while the
+-- task is still running on that run). Runs of recurring tasks are left alone here: their next
+-- firing is decided in Python, in the same transaction as their end (finish_runs). The caller
+-- sends whatever this did not end through that path, which also refuses stale endings.
+-- $1 run_ids uuid[], $2 attempts int[], $3 worker_ids text[], $4 results jsonb[] (NULL allowed)
+WITH finished AS (
+    UPDATE task_runs r
+    SET status = 'succeeded', finished_at = now(), result = u.result, error = NULL
+    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[]) AS u (id, attempt, worker_id, result),
+         tasks t
+    WHERE r.id = u.id
+      AND r.worker_id = u.worker_id
+      AND u.attempt = CASE WHEN r.finished_at IS NULL THEN r.attempt END  -- the fence, as in finish_runs
+      AND t.id = r.task_id
+      AND NOT t.recurring
+    RETURNING r.id, r.task_id, r.attempt, r.worker_id, t.type
+), settled AS (
+    UPDATE tasks t
+    SET status = 'succeeded', next_run_at = NULL, updated_at = now()
+    FROM finished f
+    -- Still running on that run, written as part of matching the run to its task: a condition
+    -- on tasks alone (status = 'running') let a plan start from every running task.
+    WHERE t.id = f.task_id AND f.id = CASE WHEN t.status = 'running' THEN t.last_run_id END
+    RETURNING t.id
+)
+-- `settled` runs to completion unread, as every data-modifying WITH does.
+SELECT f.id AS run_id, f.attempt, f.worker_id, f.type, 'succeeded' AS status FROM finished f;
+
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the
 -- state the run left it and still points at that run: never over a cancel, pause or newer claim.

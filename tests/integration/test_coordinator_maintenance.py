@@ -159,3 +159,29 @@ async def test_runs_sent_down_a_stream_the_worker_left_are_lost(db: asyncpg.Pool
     assert (await taskops.get_run(db, before))["status"] == "running"
     other = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600, coordinator_id="c-other")
     assert await other.misrouted_once() == 0
+
+
+async def test_a_batch_of_successes_ends_one_off_and_recurring_runs_each_the_right_way(
+    db: asyncpg.Pool,
+) -> None:
+    """One-off successes take the one-statement path; recurring ones and stale endings in the
+    same batch fall back to the transaction that decides their task's next state."""
+    [one_off, cancelled] = await insert_tasks(db, 2)
+    [recurring] = await insert_tasks(db, schedule={"every_s": 60}, recurring=True)
+    worker = await register(db, "w")
+    runs = await claim(db, worker)
+    run_of = {
+        str((await db.fetchrow("SELECT task_id FROM task_runs WHERE id = $1", _uuid(r)))["task_id"]): r
+        for r in runs
+    }
+    await taskops.cancel_task(db, str(cancelled))
+    endings = [RunEnding(_uuid(run_of[str(t)]), 1, "w", "succeeded") for t in (one_off, cancelled, recurring)]
+    results = await apply_endings(
+        db, [*endings, RunEnding(_uuid(run_of[str(one_off)]), 2, "w", "succeeded")], BACKOFF
+    )
+    assert results == [True, True, True, False]
+    tasks = {t: await taskops.get_task(db, str(t)) for t in (one_off, cancelled, recurring)}
+    assert tasks[one_off]["status"] == "succeeded"
+    assert tasks[cancelled]["status"] == "cancelled"  # its run ended; a cancel is never overwritten
+    assert tasks[recurring]["status"] == "pending"  # its next firing, decided in Python
+    assert await status_counts(db) == {"succeeded": 3}

@@ -155,6 +155,7 @@ async def test_due_work_queries_cost_what_they_return_not_the_table(db: asyncpg.
 
 
 ENDING_STATEMENTS = {
+    "finish_successes": "(uuid[], int[], text[], jsonb[])",
     "finish_runs": "(uuid[], int[], text[], text[], jsonb[], jsonb[])",
     "update_tasks_after_runs": "(uuid[], uuid[], text[], text[], timestamptz[], int[])",
 }
@@ -180,6 +181,7 @@ async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: a
         for name, types in ENDING_STATEMENTS.items():
             await conn.execute(f"PREPARE {name} {types} AS {QUERIES[name].rstrip().rstrip(';')}")
         # The plans are made now, on small tables, as a coordinator's first batches make them.
+        await conn.execute("EXECUTE finish_successes ('{}', '{}', '{}', '{}')")
         await conn.execute("EXECUTE finish_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
         await conn.execute("EXECUTE update_tasks_after_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
         # Then the tables grow, with no ANALYZE to replace the plans: 20,000 more tasks, all running.
@@ -204,6 +206,10 @@ async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: a
             f" array_fill('running'::text, ARRAY[{n}]), array_fill('succeeded'::text, ARRAY[{n}]),"
             f" array_fill(NULL::timestamptz, ARRAY[{n}]), array_fill(1, ARRAY[{n}]))"
         )
+        successes = (
+            f"EXECUTE finish_successes ('{run_ids}', array_fill(1, ARRAY[{n}]),"
+            f" array_fill('w'::text, ARRAY[{n}]), array_fill(NULL::jsonb, ARRAY[{n}]))"
+        )
         tx = conn.transaction()
         await tx.start()
         try:
@@ -212,11 +218,20 @@ async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: a
             assert await conn.fetchval("SELECT count(*) FROM task_runs WHERE status = 'succeeded'") == 300 + n
         finally:
             await tx.rollback()
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            succeeded = await rows_read_to_find_rows(conn, successes)
+            assert await conn.fetchval("SELECT count(*) FROM task_runs WHERE status = 'succeeded'") == 300 + n
+            assert await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == 300 + n
+        finally:
+            await tx.rollback()
     # 20 runs by id, each with its task: bounded by the batch (at worst each of its 20 elements
     # compared with each of the 20 rows found). A plan that reads the 20,000 running runs or tasks
     # to find them reads 20,000 or more.
     assert finished <= 20 * 20 + 100, finished
     assert updated <= 20 * 20 + 100, updated
+    assert succeeded <= 20 * 20 + 100, succeeded
 
 
 async def test_claim_keeps_its_plan_good_when_cached_on_small_tables(db: asyncpg.Pool) -> None:

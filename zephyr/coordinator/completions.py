@@ -1,4 +1,4 @@
-"""Ending runs in batches: fenced run update, then the task transitions, in one transaction.
+"""Ending runs in batches: the fenced run update and the task transitions, committed together.
 
 `apply_endings(pool, endings)` is the one way a run ends, whoever reports it (a worker's
 completion, lease rescue, the timeout backstop). `CompletionBatcher` gathers completions from all
@@ -72,8 +72,12 @@ class Backoff:
 
 
 async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backoff: Backoff) -> list[bool]:
-    """Apply `endings` in one transaction; return, per ending, whether fencing accepted it.
+    """Apply `endings`; return, per ending, whether fencing accepted it.
 
+    Each run's end and its task's transition commit together. A batch of successes first goes
+    through `finish_successes` (one statement, no transaction round trips): the runs of one-off
+    tasks end there with their tasks. Everything else (failures, recurring tasks, stale endings)
+    goes through `finish_runs` and the decided task updates in one transaction.
     Idempotent: a repeated or stale ending matches no running row and is refused.
     """
     if not endings:
@@ -83,59 +87,30 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
     for ending in endings:
         by_key.setdefault(ending.key, ending)
     batch = list(by_key.values())
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            QUERIES["finish_runs"],
-            [e.run_id for e in batch],
-            [e.attempt for e in batch],
-            [e.worker_id for e in batch],
-            [e.status for e in batch],
-            [e.result for e in batch],
-            [e.error for e in batch],
-        )
-        now = datetime.now(UTC)
-        updates = []
-        ended: Counter[tuple[str, str]] = Counter()
-        for row in rows:
-            ending = by_key[(row["run_id"], row["attempt"], row["worker_id"])]
-            ended[(row["type"], row["status"])] += 1
-            if ending.duration_s is not None:
-                metrics.child(metrics.RUN_DURATION, row["type"]).observe(ending.duration_s)
-            finished = FinishedRun(
-                row["run_id"],
-                row["task_id"],
-                row["attempt"],
-                row["status"],
-                row["scheduled_for"],
-                row["started_at"],
-                row["task_status"],
-                row["attempts"],
-                row["max_attempts"],
-                row["recurring"],
-                row["overlap"],
-                row["schedule"],
-                row["last_run_id"],
-                ending.retryable,
+    rows: list[Any] = []
+    async with pool.acquire() as conn:
+        if all(e.status == "succeeded" for e in batch):
+            rows = await conn.fetch(
+                QUERIES["finish_successes"], *_columns(batch, "run_id", "attempt", "worker_id", "result")
             )
-            update = decide(finished, now=now, backoff=backoff)
-            if update is not None:
-                updates.append(update)
-                if update.status == "dead":
-                    metrics.child(metrics.TASKS_DEAD, row["type"]).inc()
-        for (task_type, status), count in ended.items():
-            metrics.child(metrics.RUNS_FINISHED, task_type, status).inc(count)
-            if status == "lost":
-                metrics.RUNS_LOST.inc(count)
-        if updates:
-            await conn.execute(
-                QUERIES["update_tasks_after_runs"],
-                [u.task_id for u in updates],
-                [u.run_id for u in updates],
-                [u.expected for u in updates],
-                [u.status for u in updates],
-                [u.next_run_at for u in updates],
-                [u.attempts for u in updates],
-            )
+            if len(rows) < len(batch):
+                ended = {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows}
+                batch = [e for e in batch if e.key not in ended]
+            else:
+                batch = []
+        if batch:
+            async with conn.transaction():
+                rows += await _finish_and_decide(conn, batch, by_key, backoff)
+    ended_counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        ended_counts[(row["type"], row["status"])] += 1
+        duration_s = by_key[(row["run_id"], row["attempt"], row["worker_id"])].duration_s
+        if duration_s is not None:
+            metrics.child(metrics.RUN_DURATION, row["type"]).observe(duration_s)
+    for (task_type, status), count in ended_counts.items():
+        metrics.child(metrics.RUNS_FINISHED, task_type, status).inc(count)
+        if status == "lost":
+            metrics.RUNS_LOST.inc(count)
     accepted = {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows}
     result = []
     granted: set[tuple[Any, int, str]] = set()
@@ -154,6 +129,56 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
                 ending.worker_id,
             )
     return result
+
+
+async def _finish_and_decide(
+    conn: asyncpg.Connection,
+    batch: Sequence[RunEnding],
+    by_key: dict[tuple[Any, int, str], RunEnding],
+    backoff: Backoff,
+) -> list[Any]:
+    """End `batch`'s runs (fenced) and apply the task transitions `decide` gives, inside the
+    caller's transaction; returns the runs ended."""
+    rows: list[Any] = await conn.fetch(
+        QUERIES["finish_runs"],
+        *_columns(batch, "run_id", "attempt", "worker_id", "status", "result", "error"),
+    )
+    now = datetime.now(UTC)
+    updates = []
+    for row in rows:
+        ending = by_key[(row["run_id"], row["attempt"], row["worker_id"])]
+        finished = FinishedRun(
+            row["run_id"],
+            row["task_id"],
+            row["attempt"],
+            row["status"],
+            row["scheduled_for"],
+            row["started_at"],
+            row["task_status"],
+            row["attempts"],
+            row["max_attempts"],
+            row["recurring"],
+            row["overlap"],
+            row["schedule"],
+            row["last_run_id"],
+            ending.retryable,
+        )
+        update = decide(finished, now=now, backoff=backoff)
+        if update is not None:
+            updates.append(update)
+            if update.status == "dead":
+                metrics.child(metrics.TASKS_DEAD, row["type"]).inc()
+    if updates:
+        await conn.execute(
+            QUERIES["update_tasks_after_runs"],
+            *_columns(updates, "task_id", "run_id", "expected", "status", "next_run_at", "attempts"),
+        )
+    return rows
+
+
+def _columns(items: Sequence[Any], *fields: str) -> list[list[Any]]:
+    """One list per field of `items`: the arrays a batch statement takes."""
+    return [[getattr(item, name) for item in items] for name in fields]
 
 
 def result_value(result_json: str) -> Any:
