@@ -186,6 +186,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     "",
                 )
             )
+        during = _get(results, "trickle", "checkpoints_during")
+        if during is not None:
+            out.append(
+                Row("  checkpoints during the trickle (one is forced just before)", "", str(during), "")
+            )
         fin = _get(results, "trickle", "trickle", "due_to_finished")
         out.append(
             Row(

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench.client import Api, noop_task
 from bench.cluster import BenchCluster
 from bench.database import BenchServer
@@ -25,11 +27,23 @@ WORKERS = 2
 SPIKE_SHADOW_S = 2.0
 
 
+async def checkpoints(zc: BenchCluster) -> int:
+    """Checkpoints the server has begun so far (the statistics view moved in PostgreSQL 17)."""
+    try:
+        return int(await zc.fetchval("bench_checkpoints"))
+    except asyncpg.UndefinedTableError:
+        return int(await zc.fetchval("bench_checkpoints_before_17"))
+
+
 async def run(
     server: BenchServer, scale: Scale, log_dir: Path, *, database: str | None = None, slow_phase: bool = True
 ) -> dict[str, Any]:
     async with BenchCluster(server, log_dir, database=database) as zc:
         await zc.start(WORKERS, ZEPHYR_WORKER_CONCURRENCY=str(scale.worker_concurrency))
+        # The scenarios before this one wrote hundreds of thousands of rows: their checkpoint runs
+        # now, not in the middle of the latencies. Checkpoints during the measurement are counted.
+        await zc.fetchval("bench_checkpoint")
+        checkpoints_before = await checkpoints(zc)
         begin = datetime.now(UTC)
         spike_at = (begin + timedelta(seconds=scale.trickle_s / 2 + 1)).replace(microsecond=0)
         spike = [
@@ -44,6 +58,7 @@ async def run(
             slow_ids = await paced(scale.peer_rate, slow_count, lambda _i: api.submit(noop_task()))
         total = len(spike_ids) + len(trickle_ids) + len(slow_ids)
         await wait_succeeded(zc, begin, total, scale.scenario_timeout_s, "trickle runs")
+        checkpoints_during = await checkpoints(zc) - checkpoints_before
 
         async def latencies(ids: list[str], *, apart_from_spike: bool = False) -> dict[str, Any]:
             rows = await zc.fetch("bench_run_latencies", ids)
@@ -62,6 +77,7 @@ async def run(
             "workers": WORKERS,
             "rate_per_s": scale.trickle_rate,
             "duration_s": scale.trickle_s,
+            "checkpoints_during": checkpoints_during,
             "trickle": await latencies(trickle_ids),
             "trickle_apart_from_spike": await latencies(trickle_ids, apart_from_spike=True),
             "spike": {"tasks": len(spike_ids), "at": spike_at.isoformat(), **await latencies(spike_ids)},

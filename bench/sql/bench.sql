@@ -72,5 +72,14 @@ WHERE task_id = ANY($1::uuid[]);
 SELECT last_heartbeat_at, lease_expires_at FROM workers WHERE id = $1;
 
 -- name: bench_checkpoint
--- After the big-table load: its WAL is written out now, not by a checkpoint during the measurement.
+-- Before a measurement (after the big-table load, before the trickle): the WAL written so far (by
+-- the load, or by the scenarios before) goes out now, not in a checkpoint during the measurement.
 CHECKPOINT;
+
+-- name: bench_checkpoints
+-- Checkpoints the server has begun since its statistics were reset (PostgreSQL 17 and later).
+SELECT num_timed + num_requested FROM pg_stat_checkpointer;
+
+-- name: bench_checkpoints_before_17
+-- The same for PostgreSQL 16 and earlier.
+SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter;
