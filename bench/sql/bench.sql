@@ -57,6 +57,11 @@ ANALYZE tasks, task_runs;
 -- After the big-table load, so that autovacuum does not wake up in the middle of a measurement.
 VACUUM (ANALYZE) tasks, task_runs;
 
+-- name: bench_vacuum
+-- Between the big-table burst and its trickle: what autovacuum does after a burst under the queue
+-- tables' settings (migration 0005), done at once instead of within its next minute.
+VACUUM tasks, task_runs;
+
 -- name: bench_recovery_timeline
 -- When the given tasks' runs on worker $2 were ended lost, and when their new runs elsewhere began.
 -- $1 task ids, $2 the killed worker's id

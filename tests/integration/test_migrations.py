@@ -36,3 +36,18 @@ async def test_concurrent_fresh_migrations_apply_once(pg_admin_dsn: str) -> None
             await c.close()
     finally:
         await drop_test_database(pg_admin_dsn, name)
+
+
+async def test_queue_tables_are_vacuumed_after_thousands_of_changes(database_url: str) -> None:
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('tasks', 'task_runs') ORDER BY relname"
+        )
+    finally:
+        await conn.close()
+    for row in rows:
+        options = dict(option.split("=", 1) for option in row["reloptions"])
+        assert options["autovacuum_vacuum_threshold"] == "5000", row["relname"]
+        assert float(options["autovacuum_vacuum_scale_factor"]) <= 0.02, row["relname"]
+    assert [r["relname"] for r in rows] == ["task_runs", "tasks"]
