@@ -14,7 +14,7 @@ from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
 from zephyr.scheduler import runs, system, tasks
-from zephyr.scheduler.http import CONFIG, POOL, STOPPING
+from zephyr.scheduler.http import CONFIG, INSERT_POOL, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,17 @@ COMMAND_TIMEOUT_S = 30.0
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
-def build_app(config: SchedulerConfig, pool: asyncpg.Pool) -> web.Application:
-    """The API on `pool`; the caller owns the pool. Bodies above `max_body_bytes` get 413."""
+def build_app(
+    config: SchedulerConfig, pool: asyncpg.Pool, insert_pool: asyncpg.Pool | None = None
+) -> web.Application:
+    """The API on `pool` (single inserts on `insert_pool`, by default `pool` too); the caller owns
+    the pools. Bodies above `max_body_bytes` get 413."""
     app = web.Application(
         middlewares=[errors_and_metrics, bearer_auth], client_max_size=config.max_body_bytes
     )
     app[CONFIG] = config
     app[POOL] = pool
+    app[INSERT_POOL] = insert_pool or pool
     app[STOPPING] = asyncio.Event()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -76,7 +80,16 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
         server_settings=SERVER_SETTINGS,
     )
     try:
-        runner = web.AppRunner(build_app(config, pool), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        insert_pool = await create_pool(
+            dsn, min_size=1, max_size=max(1, config.db_pool_size // 2), command_timeout=COMMAND_TIMEOUT_S
+        )
+    except BaseException:
+        await pool.close()
+        raise
+    try:
+        runner = web.AppRunner(
+            build_app(config, pool, insert_pool), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.http_addr.host, config.http_addr.port, reuse_address=True)
@@ -94,4 +107,5 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
         finally:
             await runner.cleanup()
     finally:
+        await insert_pool.close()
         await pool.close()
