@@ -146,7 +146,6 @@ WITH finished AS (
     -- Still running on that run, written as part of matching the run to its task: a condition
     -- on tasks alone (status = 'running') let a plan start from every running task.
     WHERE t.id = f.task_id AND f.id = CASE WHEN t.status = 'running' THEN t.last_run_id END
-    RETURNING t.id
 )
 -- `settled` runs to completion unread, as every data-modifying WITH does.
 SELECT f.id AS run_id, f.attempt, f.worker_id, f.type, 'succeeded' AS status FROM finished f;

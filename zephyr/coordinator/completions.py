@@ -102,16 +102,18 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
             async with conn.transaction():
                 rows += await _finish_and_decide(conn, batch, by_key, backoff)
     ended_counts: Counter[tuple[str, str]] = Counter()
+    accepted: set[tuple[Any, int, str]] = set()
     for row in rows:
+        key = (row["run_id"], row["attempt"], row["worker_id"])
+        accepted.add(key)
         ended_counts[(row["type"], row["status"])] += 1
-        duration_s = by_key[(row["run_id"], row["attempt"], row["worker_id"])].duration_s
+        duration_s = by_key[key].duration_s
         if duration_s is not None:
             metrics.child(metrics.RUN_DURATION, row["type"]).observe(duration_s)
     for (task_type, status), count in ended_counts.items():
         metrics.child(metrics.RUNS_FINISHED, task_type, status).inc(count)
         if status == "lost":
             metrics.RUNS_LOST.inc(count)
-    accepted = {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows}
     result = []
     granted: set[tuple[Any, int, str]] = set()
     for ending in endings:

@@ -65,7 +65,7 @@ class Dispatcher:
         self._timer_known = False  # whether _timer_at is the earliest due time (or None: nothing due)
         self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
         self._claim_sizes: dict[frozenset[str], int] = {}  # per type group: slots its next claim plans
-        self._claim_start = CLAIM_START  # the size of a group's claim that has none in _claim_sizes
+        self._timer_fired = False  # the next claim follows the timer: it plans every free slot
         self.claims = 0  # claim statements run, for tests of "no busy polling"
 
     def on_tasks_notify(self, payload: str | None) -> None:
@@ -140,8 +140,7 @@ class Dispatcher:
                 self._timer_known = False
                 # Rows that came due by the clock, not by a notification: maybe a whole batch
                 # scheduled for this instant. Their first claim may take every free slot.
-                self._claim_sizes.clear()
-                self._claim_start = MAX_CLAIM
+                self._timer_fired = True
             elif fired is self._wake or registry.take_joined() or self._backlog_has_room():
                 waiting = True
             if not self._timer_known:
@@ -173,7 +172,7 @@ class Dispatcher:
         claimed = 0
         more = False
         plans = self._registry.plans(MAX_CLAIM, self._claim_size)
-        self._claim_start = CLAIM_START
+        self._timer_fired = False
         for types, plan in plans:
             rows = await self._claim(types, plan)
             claimed += len(rows)
@@ -188,7 +187,7 @@ class Dispatcher:
         return claimed, more
 
     def _claim_size(self, group: frozenset[str]) -> int:
-        return self._claim_sizes.get(group, self._claim_start)
+        return MAX_CLAIM if self._timer_fired else self._claim_sizes.get(group, CLAIM_START)
 
     def _backlog_has_room(self) -> bool:
         """A group of workers whose last claim filled every slot has a free slot now."""

@@ -76,8 +76,7 @@ def slot_plan(sessions: Sequence[WorkerSession], rotation: int = 0, limit: int |
             heap.append((-session.free, (index - rotation) % count, index))
     heapq.heapify(heap)
     plan: list[str] = []
-    wanted = sum(s.free for s in sessions if s.free > 0) if limit is None else limit
-    while heap and len(plan) < wanted:
+    while heap and (limit is None or len(plan) < limit):
         neg_free, order, index = heapq.heappop(heap)
         plan.append(sessions[index].worker_id)
         if neg_free + 1 < 0:

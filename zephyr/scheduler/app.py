@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 
@@ -72,21 +73,19 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
     """Migrate, listen on ZEPHYR_HTTP_ADDR, serve until `stop` is set, then close gracefully."""
     dsn = config.require_database()
     await _migrate(dsn)
-    pool = await create_pool(
-        dsn,
-        min_size=1,
-        max_size=config.db_pool_size,
-        command_timeout=COMMAND_TIMEOUT_S,
-        server_settings=SERVER_SETTINGS,
-    )
-    try:
+    async with contextlib.AsyncExitStack() as pools:
+        pool = await create_pool(
+            dsn,
+            min_size=1,
+            max_size=config.db_pool_size,
+            command_timeout=COMMAND_TIMEOUT_S,
+            server_settings=SERVER_SETTINGS,
+        )
+        pools.push_async_callback(pool.close)
         insert_pool = await create_pool(
             dsn, min_size=1, max_size=max(1, config.db_pool_size // 2), command_timeout=COMMAND_TIMEOUT_S
         )
-    except BaseException:
-        await pool.close()
-        raise
-    try:
+        pools.push_async_callback(insert_pool.close)
         runner = web.AppRunner(
             build_app(config, pool, insert_pool), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
         )
@@ -98,7 +97,7 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
             except OSError as exc:
                 raise StartupError(f"ZEPHYR_HTTP_ADDR: cannot listen on {config.http_addr}: {exc}") from exc
             log.info("scheduler listening on http://%s", config.http_addr)
-            # What starting made (modules, pydantic's validators, the pool) lives as long as the
+            # What starting made (modules, pydantic's validators, the pools) lives as long as the
             # process: keep it out of the collector's full passes, which the garbage of batch
             # requests triggers every few seconds and which cost ~27 ms each with it.
             gc.freeze()
@@ -106,6 +105,3 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
             log.info("scheduler stopping")
         finally:
             await runner.cleanup()
-    finally:
-        await insert_pool.close()
-        await pool.close()
