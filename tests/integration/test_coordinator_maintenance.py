@@ -4,6 +4,7 @@ the dispatcher claims for an in-memory registry, the jobs end runs, the tests re
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -14,6 +15,7 @@ from zephyr.coordinator.completions import Backoff, CompletionBatcher, RunEnding
 from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.maintenance import Maintenance
 from zephyr.coordinator.registry import Registry, WorkerSession
+from zephyr.db.pool import create_pool
 from zephyr.db.queries import QUERIES
 
 BACKOFF = Backoff(0.001, 0.001)
@@ -185,3 +187,25 @@ async def test_a_batch_of_successes_ends_one_off_and_recurring_runs_each_the_rig
     assert tasks[cancelled]["status"] == "cancelled"  # its run ended; a cancel is never overwritten
     assert tasks[recurring]["status"] == "pending"  # its next firing, decided in Python
     assert await status_counts(db) == {"succeeded": 3}
+
+
+async def test_a_due_time_notified_while_the_timer_query_runs_is_kept(database_url: str) -> None:
+    """The query for the next due time saw no task; a notification for one arrived meanwhile."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        registry = Registry()
+        registry.add(WorkerSession("w", 10, frozenset({"internal"})))
+        dispatcher = Dispatcher(
+            pool, registry, CompletionBatcher(pool, BACKOFF), coordinator_id="c", poll_s=30, grace_s=60
+        )
+        held = await pool.acquire()  # the timer's query waits for the only connection
+        timer = asyncio.create_task(dispatcher._set_timer())
+        await asyncio.sleep(0)
+        due = datetime.now(UTC) + timedelta(seconds=5)
+        dispatcher.on_tasks_notify(due.isoformat().replace("+00:00", "Z"))
+        notified_at = dispatcher._timer_at
+        await pool.release(held)
+        await timer  # next_due: no task in the table, so None
+        assert notified_at is not None and dispatcher._timer_at == notified_at
+    finally:
+        await pool.close()

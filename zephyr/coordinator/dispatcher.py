@@ -154,11 +154,11 @@ class Dispatcher:
         async with self._pool.acquire() as conn:
             due_in = await conn.fetchval(QUERIES["next_due"], types)
         self._timer_known = True
-        if due_in is None:
-            self._timer_at = None
-        else:
-            # Overdue rows left after a claim are held by another coordinator's: look again soon.
-            self._timer_at = time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
+        # Overdue rows left after a claim are held by another coordinator's: look again soon.
+        at = None if due_in is None else time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
+        # A notification during the query may have named an earlier time than the query saw.
+        if self._timer_at is None or (at is not None and at < self._timer_at):
+            self._timer_at = at
 
     async def claim_once(self) -> tuple[int, bool]:
         """Claim for every group of free workers and push. Returns the runs claimed and whether
