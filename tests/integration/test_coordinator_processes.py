@@ -96,8 +96,11 @@ async def test_sigstop_worker_loses_runs_and_late_completion_is_refused(
         [task_id] = await insert_tasks(db, payload=sleep_payload(1.5))
 
         async def running_on_frozen() -> bool:
+            # Claimed for it, and executing there: the worker's own heartbeat counts the run (a run
+            # claimed but not yet received when SIGSTOP lands has no late result to turn away).
             runs = await runs_of(db, task_id)
-            return bool(runs) and runs[0]["worker_id"] == "frozen"
+            running = await db.fetchval("SELECT running FROM workers WHERE id = 'frozen'")
+            return bool(runs) and runs[0]["worker_id"] == "frozen" and running == 1
 
         await wait_until(running_on_frozen, what="run on frozen")
         frozen.signal(signal.SIGSTOP)
