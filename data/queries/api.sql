@@ -26,11 +26,14 @@ LEFT JOIN LATERAL (
 WHERE t.idempotency_key = $1
 
 -- name: insert_task
--- One statement: insert (or nothing when the idempotency key exists: the caller then reads the
--- first task) and NOTIFY zephyr_tasks in the same transaction. No row back means a repeat.
+-- Insert one task (or nothing when the idempotency key exists: the caller then reads the first
+-- task), and NOTIFY zephyr_tasks in the same transaction when $13 is given; with $13 NULL the
+-- caller notifies once this has committed (zephyr/scheduler/notifier.py says when and why).
+-- No row back means a repeat.
 -- $1 id, $2 name, $3 type, $4 payload, $5 schedule, $6 recurring, $7 overlap, $8 priority,
--- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload (RFC 3339);
--- payload and schedule are JSON text (serialised once by the API, not again by a jsonb codec)
+-- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload
+-- (RFC 3339) or NULL; payload and schedule are JSON text (serialised once by the API, not again
+-- by a jsonb codec)
 WITH ins AS (
     INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
                        max_attempts, timeout_s, next_run_at, idempotency_key)
@@ -38,11 +41,14 @@ WITH ins AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 )
-SELECT ins.*, NULL::jsonb AS last_run, pg_notify('zephyr_tasks', $13)::text AS notified
+SELECT ins.*, NULL::jsonb AS last_run,
+       CASE WHEN $13::text IS NOT NULL THEN pg_notify('zephyr_tasks', $13)::text END AS notified
 FROM ins
 
 -- name: insert_tasks_batch
--- All rows in one statement (all or nothing), NOTIFY with the earliest next_run_at, and the ids in
+-- All rows in one statement (all or nothing), NOTIFY with the earliest next_run_at (one notifying
+-- commit, so one turn of PostgreSQL's NOTIFY lock, per batch: unlike single inserts, batches keep
+-- the NOTIFY in their own transaction), and the ids in
 -- input order: a row whose idempotency key already existed answers the existing task's id
 -- (NULL when that task committed after this statement began: the caller looks it up).
 -- $1 ids; $2 names, $3 types, $4 payloads, $5 schedules, $6 recurring, $7 overlap, $8 priorities,
@@ -190,6 +196,8 @@ WHERE id = $1
 RETURNING status, next_run_at
 
 -- name: notify_tasks
+-- In the caller's transaction, or alone: a NOTIFY-only transaction writes no WAL of its own, so it
+-- commits without waiting for a flush.
 -- $1 earliest next_run_at of the change, RFC 3339
 SELECT pg_notify('zephyr_tasks', $1)::text
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from zephyr import config as cfg
@@ -26,6 +27,7 @@ class Api:
     session: aiohttp.ClientSession
     pool: asyncpg.Pool
     config: cfg.SchedulerConfig
+    app: web.Application
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -40,11 +42,12 @@ class Api:
 async def running_api(database_url: str, **env: str) -> AsyncIterator[Api]:
     config = cfg.load(cfg.SchedulerConfig, environ={"ZEPHYR_DATABASE_URL": database_url, **env})
     pool = await create_pool(database_url, min_size=1, max_size=10, server_settings=SERVER_SETTINGS)
-    server = TestServer(build_app(config, pool), host="127.0.0.1")
+    app = build_app(config, pool)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
-            yield Api(str(server.make_url("")).rstrip("/"), session, pool, config)
+            yield Api(str(server.make_url("")).rstrip("/"), session, pool, config, app)
     finally:
         await server.close()
         await pool.close()

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import struct_pb2  # type: ignore[import-untyped]
 
 from zephyr import taskops
-from zephyr.coordinator.completions import DB_ERRORS
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.errors import NotFound, ZephyrError
 from zephyr.v1 import admin_pb2, admin_pb2_grpc

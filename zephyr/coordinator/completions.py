@@ -22,20 +22,12 @@ import asyncpg
 
 from zephyr import metrics
 from zephyr.coordinator.outcomes import FinishedRun, decide
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.rpc import backoff_s
 
 log = logging.getLogger(__name__)
 
-# What a database outage or restart looks like from here. InternalClientError: asyncpg's state
-# error on a connection the server dropped mid-operation (seen on PostgreSQL restarts).
-DB_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    asyncio.TimeoutError,
-)
 MAX_BATCH = 1000
 RETRY_DELAY_S = 0.5
 

@@ -19,8 +19,9 @@ from typing import Any
 import asyncpg
 
 from zephyr import ids, metrics
-from zephyr.coordinator.completions import DB_ERRORS, CompletionBatcher, RunEnding
+from zephyr.coordinator.completions import CompletionBatcher, RunEnding
 from zephyr.coordinator.registry import Registry, assignment_groups
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.schedule import next_fire, parse_instant
 from zephyr.v1 import worker_pb2

@@ -18,9 +18,10 @@ from typing import Any
 import asyncpg
 import grpc
 
-from zephyr.coordinator.completions import DB_ERRORS, CompletionBatcher, RunEnding, result_value
+from zephyr.coordinator.completions import CompletionBatcher, RunEnding, result_value
 from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.registry import Registry, WorkerSession
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.v1 import worker_pb2, worker_pb2_grpc
 

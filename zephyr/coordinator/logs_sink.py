@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from zephyr.coordinator.completions import DB_ERRORS
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.v1 import worker_pb2
 

@@ -26,9 +26,10 @@ from typing import Any
 import asyncpg
 
 from zephyr import metrics
-from zephyr.coordinator.completions import DB_ERRORS, Backoff, RunEnding, apply_endings
+from zephyr.coordinator.completions import Backoff, RunEnding, apply_endings
 from zephyr.coordinator.gateway import Gateway
 from zephyr.coordinator.registry import Registry
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 
 log = logging.getLogger(__name__)

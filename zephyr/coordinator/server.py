@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from zephyr.config import CoordinatorConfig
 from zephyr.coordinator.admin import Admin
 from zephyr.coordinator.auth import TokenInterceptor
-from zephyr.coordinator.completions import DB_ERRORS, Backoff, CompletionBatcher
+from zephyr.coordinator.completions import Backoff, CompletionBatcher
 from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.gateway import Gateway
 from zephyr.coordinator.listener import Listener
@@ -35,7 +35,7 @@ from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.maintenance import Maintenance
 from zephyr.coordinator.registry import Registry
 from zephyr.db.migrate import migrate
-from zephyr.db.pool import create_pool
+from zephyr.db.pool import DB_ERRORS, create_pool
 from zephyr.errors import StartupError
 from zephyr.metrics_http import serve_metrics
 from zephyr.rpc import SERVER_OPTIONS

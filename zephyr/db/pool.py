@@ -15,6 +15,15 @@ from zephyr.errors import StartupError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+# What a database outage or restart looks like to a caller. InternalClientError: asyncpg's state
+# error on a connection the server dropped mid-operation (seen on PostgreSQL restarts).
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -15,8 +15,9 @@ from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
 from zephyr.scheduler import runs, system, tasks
-from zephyr.scheduler.http import CONFIG, INSERT_POOL, POOL, STOPPING
+from zephyr.scheduler.http import CONFIG, INSERT_POOL, NOTIFIER, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
+from zephyr.scheduler.notifier import DueNotifier
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,17 @@ def build_app(
     app[CONFIG] = config
     app[POOL] = pool
     app[INSERT_POOL] = insert_pool or pool
+    app[NOTIFIER] = DueNotifier(app[INSERT_POOL])
     app[STOPPING] = asyncio.Event()
 
     async def on_shutdown(app: web.Application) -> None:
         app[STOPPING].set()
 
+    async def on_cleanup(app: web.Application) -> None:
+        await app[NOTIFIER].close()
+
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     app.add_routes(system.routes)
     app.add_routes(tasks.routes)
     app.add_routes(runs.routes)

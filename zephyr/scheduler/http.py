@@ -11,12 +11,14 @@ from aiohttp import web
 
 from zephyr.config import SchedulerConfig
 from zephyr.errors import PayloadTooLarge, ValidationError
+from zephyr.scheduler.notifier import DueNotifier
 from zephyr.scheduler.schemas import check_text, parse_json
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 # Single inserts (POST /v1/tasks) on connections that keep a generic plan: the statement is one
 # VALUES row, with no plan to get wrong, and planning it on every call cost 0.25 of its 0.6 ms.
 INSERT_POOL = web.AppKey("insert_pool", asyncpg.Pool)
+NOTIFIER = web.AppKey("notifier", DueNotifier)
 CONFIG = web.AppKey("config", SchedulerConfig)
 # Set when the server begins to shut down: long-lived responses (log follows) end at once.
 STOPPING = web.AppKey("stopping", asyncio.Event)

@@ -1,7 +1,9 @@
 """Creating tasks: validated models to rows, one insert per task or one statement per batch.
 
-Both paths insert and NOTIFY `zephyr_tasks` in one statement (so in one transaction), and an
-existing idempotency key makes no new row: the unique index decides, so concurrent repeats
+A batch inserts and NOTIFYs `zephyr_tasks` in one statement (one notifying commit per thousand
+rows); so does a single insert when it is the scheduler's only one in flight, and otherwise it
+commits first and the DueNotifier notifies after (see there why).
+An existing idempotency key makes no new row: the unique index decides, so concurrent repeats
 create one task.
 """
 
@@ -18,6 +20,7 @@ from zephyr import metrics, schedule, taskops
 from zephyr.db.queries import QUERIES
 from zephyr.errors import InvalidSchedule, ValidationError
 from zephyr.ids import new_id, new_ids
+from zephyr.scheduler.notifier import DueNotifier
 from zephyr.scheduler.schemas import AnyTask, json_text, stored_payload_json, stored_schedule
 
 
@@ -79,17 +82,25 @@ def row_values(task_id: uuid.UUID, task: NewTask) -> tuple[Any, ...]:
     return (task_id, *task)
 
 
-async def create_task(pool: asyncpg.Pool, task: NewTask) -> tuple[dict[str, Any], bool]:
-    """Insert `task`; (the task, True) when created, (the first task, False) on a repeated key."""
-    row = await pool.fetchrow(
-        QUERIES["insert_task"], *row_values(new_id(), task), taskops.rfc3339(task.next_run_at)
-    )
+async def create_task(
+    pool: asyncpg.Pool, task: NewTask, notifier: DueNotifier
+) -> tuple[dict[str, Any], bool]:
+    """Insert `task` and tell coordinators (in its transaction or, through `notifier`, after it);
+    (the task, True) when created, (the first task, False) on a repeated key."""
+    with notifier.single_insert() as notify_in_transaction:
+        row = await pool.fetchrow(
+            QUERIES["insert_task"],
+            *row_values(new_id(), task),
+            taskops.rfc3339(task.next_run_at) if notify_in_transaction else None,
+        )
     if row is not None:
+        if not notify_in_transaction:
+            notifier.due(task.next_run_at)
         metrics.child(metrics.TASKS_SUBMITTED, task.type).inc()
         return taskops.task_dict(row), True
     existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
     if existing is None:  # the first one was deleted in between: extremely unlikely; try again
-        return await create_task(pool, task)
+        return await create_task(pool, task, notifier)
     return taskops.task_dict(existing), False
 
 

@@ -10,7 +10,7 @@ from zephyr import schedule, taskops
 from zephyr.db.queries import QUERIES
 from zephyr.errors import Conflict, ValidationError
 from zephyr.scheduler import cursors, submit
-from zephyr.scheduler.http import INSERT_POOL, POOL, limit_param, query_param, read_json, respond
+from zephyr.scheduler.http import INSERT_POOL, NOTIFIER, POOL, limit_param, query_param, read_json, respond
 from zephyr.scheduler.schemas import (
     TASK_STATUSES,
     TASK_TYPES,
@@ -47,7 +47,7 @@ async def create_task(request: web.Request) -> web.Response:
     body = await read_json(request)
     task = validate_task(body)
     row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
-    created, is_new = await submit.create_task(request.app[INSERT_POOL], row)
+    created, is_new = await submit.create_task(request.app[INSERT_POOL], row, request.app[NOTIFIER])
     return respond(created, status=201 if is_new else 200)
 
 
