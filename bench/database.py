@@ -57,6 +57,11 @@ class BenchServer:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
             self._tmp_dir = None
 
+    @property
+    def data_dir(self) -> Path | None:
+        """The embedded server's data directory; None for another server (its disk is not ours)."""
+        return None if self._tmp_dir is None else self._tmp_dir / "pg"
+
     def postmaster_pid(self) -> int | None:
         """The embedded server's main process (first line of postmaster.pid); None for another server."""
         if self._tmp_dir is None:

@@ -191,6 +191,25 @@ def rows(results: dict[str, Any]) -> list[Row]:
             out.append(
                 Row("  checkpoints during the trickle (one is forced just before)", "", str(during), "")
             )
+        disk = _get(results, "trickle", "disk_flush")
+        if disk:
+            out.append(
+                Row(
+                    f"  disk alone meanwhile: 8 KB fdatasync every {disk['interval_s'] * 1000:.0f} ms,"
+                    " p50 / p99 / max",
+                    "",
+                    " / ".join(_num(disk[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
+                    "",
+                )
+            )
+            out.append(
+                Row(
+                    f"  disk flushes over {disk['stall_ms']:.0f} ms (each holds every commit in flight)",
+                    "",
+                    f"{disk['stalls']} of {disk['count']:.0f}, {disk['stalled_ms_total']:.0f} ms in all",
+                    "",
+                )
+            )
         fin = _get(results, "trickle", "trickle", "due_to_finished")
         out.append(
             Row(

@@ -4,7 +4,8 @@ Latencies come from the database, not the client: due -> started is `started_at 
 due -> finished is `finished_at - scheduled_for` of each run. The spike (`spike_tasks` tasks with the
 same `schedule.at`, a whole second in the middle of the trickle) must all start within one second of
 that instant while the trickle goes on. A second, slower phase at the peers' rate gives the figure
-they are compared with.
+they are compared with. Beside the trickle, `FlushProbe` times the disk's own flushes: a commit
+cannot be faster than the flush it waits for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 from bench.client import Api, noop_task
 from bench.cluster import BenchCluster
 from bench.database import BenchServer
+from bench.disk import FlushProbe
 from bench.pacing import paced
 from bench.scale import Scale
 from bench.scenarios.burst import wait_succeeded
@@ -54,7 +56,10 @@ async def run(
         slow_count = int(scale.peer_rate * scale.peer_latency_s) if slow_phase else 0
         async with Api(zc.api_url) as api:
             spike_ids = await api.submit_many(spike, batch=scale.submit_batch, parallel=1)
-            trickle_ids = await paced(scale.trickle_rate, trickle_count, lambda _i: api.submit(noop_task()))
+            with FlushProbe(server.data_dir) as disk:
+                trickle_ids = await paced(
+                    scale.trickle_rate, trickle_count, lambda _i: api.submit(noop_task())
+                )
             slow_ids = await paced(scale.peer_rate, slow_count, lambda _i: api.submit(noop_task()))
         total = len(spike_ids) + len(trickle_ids) + len(slow_ids)
         await wait_succeeded(zc, begin, total, scale.scenario_timeout_s, "trickle runs")
@@ -78,6 +83,7 @@ async def run(
             "rate_per_s": scale.trickle_rate,
             "duration_s": scale.trickle_s,
             "checkpoints_during": checkpoints_during,
+            "disk_flush": disk.summary(),
             "trickle": await latencies(trickle_ids),
             "trickle_apart_from_spike": await latencies(trickle_ids, apart_from_spike=True),
             "spike": {"tasks": len(spike_ids), "at": spike_at.isoformat(), **await latencies(spike_ids)},

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from pathlib import Path
 
 from bench import report
+from bench.disk import FlushProbe
 from bench.pacing import paced
 from bench.profiling import summarise
 from bench.stats import latency_summary, percentile, rate
@@ -107,3 +110,23 @@ async def test_paced_keeps_order_and_bounds_requests_in_flight() -> None:
 
     assert await paced(1_000_000.0, 20, submit, max_in_flight=3) == list(range(20))
     assert peak <= 3
+
+
+def test_flush_probe_times_real_flushes_and_leaves_no_file(tmp_path: Path) -> None:
+    with FlushProbe(tmp_path, interval_s=0.01) as probe:
+        time.sleep(0.3)
+    summary = probe.summary()
+    assert summary["count"] >= 5 and summary["count"] == len(probe.latencies_s)
+    assert 0 < summary["p50_ms"] <= summary["max_ms"]
+    assert summary["stalls"] == sum(s * 1000 > summary["stall_ms"] for s in probe.latencies_s)
+    assert list(tmp_path.iterdir()) == []
+    rows = {row.metric.strip(): row.measured for row in report.rows({"trickle": _trickle_with(summary)})}
+    assert any(metric.startswith("disk flushes over 15 ms") for metric in rows)
+
+
+def _trickle_with(disk: dict[str, object]) -> dict[str, object]:
+    return {
+        "rate_per_s": 200.0,
+        "trickle": {"due_to_started": _latency(1.0, 5.0), "due_to_finished": _latency(2.0, 6.0)},
+        "disk_flush": disk,
+    }

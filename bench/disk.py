@@ -1,0 +1,70 @@
+"""The disk's own flush latency, measured beside a scenario: is a latency tail ours or the disk's?
+
+Every commit of a durable PostgreSQL waits for an fdatasync of its WAL. When the disk holds a
+flush for 100 ms, every commit in flight waits 100 ms, whatever the scheduler does. The probe
+writes 8 KB (one WAL page) and fdatasyncs it every `interval_s` on the filesystem of the
+database's data, in a thread, while the scenario runs, and reports what the disk alone did in
+those seconds. At 20 flushes a second it adds a few per cent to PostgreSQL's own hundreds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench.stats import latency_summary
+
+PAGE = b"\0" * 8192
+STALL_MS = 15.0  # the trickle's p99 target: a flush longer than this alone breaks it for a task
+
+
+class FlushProbe:
+    """`with FlushProbe(directory) as probe: ...` then `probe.summary()`."""
+
+    def __init__(self, directory: Path | None, interval_s: float = 0.05) -> None:
+        self.directory = directory or Path(tempfile.gettempdir())
+        self.interval_s = interval_s
+        self.latencies_s: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flush-probe", daemon=True)
+
+    def __enter__(self) -> FlushProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="flush-probe-", dir=self.directory)
+        try:
+            os.write(fd, PAGE)
+            os.fsync(fd)
+            while not self._stop.wait(self.interval_s):
+                os.pwrite(fd, PAGE, 0)
+                started = time.perf_counter()
+                os.fdatasync(fd)
+                self.latencies_s.append(time.perf_counter() - started)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+
+    def summary(self) -> dict[str, Any]:
+        """Flush latencies (ms) and the stalls longer than STALL_MS: how many, and their sum."""
+        stalls = [s * 1000 for s in self.latencies_s if s * 1000 > STALL_MS]
+        return {
+            "directory": str(self.directory),
+            "interval_s": self.interval_s,
+            **latency_summary(self.latencies_s),
+            "stall_ms": STALL_MS,
+            "stalls": len(stalls),
+            "stalled_ms_total": sum(stalls),
+        }
