@@ -40,6 +40,20 @@ async def until_status(db: asyncpg.Pool, task_id: object, status: str, timeout: 
     await wait_until(check, timeout=timeout, what=f"task {task_id} {status}")
 
 
+async def claims_settled(quiet_s: float = 0.3, timeout: float = 5.0) -> float:
+    """The claim count once no claim has run for `quiet_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    count = metrics.CLAIMS._value.get()
+    while loop.time() < deadline:
+        await asyncio.sleep(quiet_s)
+        now = metrics.CLAIMS._value.get()
+        if now == count:
+            return float(now)
+        count = now
+    raise AssertionError("claims never settled: the dispatcher is polling")
+
+
 async def test_dispatch_complete_and_result(database_url: str, db: asyncpg.Pool) -> None:
     async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w1") as worker:
         assert worker.registered is not None and worker.registered.lease_s == 2
@@ -306,7 +320,9 @@ async def test_freed_slots_claim_a_backlog_and_only_a_backlog(database_url: str,
         await small.acked([a.run_id for a in second])
         await web.complete([http])
         await web.acked([http.run_id])
-        claims = metrics.CLAIMS._value.get()
+        # A wake still on its way (the second insert's NOTIFY, late on a slow disk) claims once
+        # per group: wait for quiet, then count.
+        claims = await claims_settled()
         await small.complete([last])
         await small.acked([last.run_id])
         await small.heartbeat_acked()
