@@ -123,3 +123,17 @@ async def test_a_failed_notification_is_logged_and_never_raised(
 
 def api_notifier(api: Api) -> DueNotifier:
     return api.app[NOTIFIER]
+
+
+async def test_close_gives_up_on_a_notification_that_cannot_go(database_url: str) -> None:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire():  # the notifier's only connection is taken: its NOTIFY waits
+            notifier = DueNotifier(pool)
+            notifier.due(FUTURE)
+            started = asyncio.get_running_loop().time()
+            await notifier.close(timeout_s=0.2)
+            assert asyncio.get_running_loop().time() - started < 2
+            assert notifier.sent == 0
+    finally:
+        await pool.close()

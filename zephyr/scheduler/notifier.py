@@ -33,6 +33,8 @@ from zephyr.db.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 5.0
+
 
 class DueNotifier:
     """`with single_insert() as notify_in_transaction:` around each single insert; `due(at)` after
@@ -73,7 +75,11 @@ class DueNotifier:
             except DB_ERRORS as exc:
                 log.warning("new tasks not notified (coordinators will find them by polling): %s", exc)
 
-    async def close(self) -> None:
-        """Wait for the NOTIFY on its way and any folded into it (shutdown: before the pool closes)."""
-        if self._sender is not None:
-            await self._sender
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Wait for the NOTIFY on its way and any folded into it (shutdown: before the pool closes),
+        at most `timeout_s`: then it is cancelled (coordinators will find the rows by polling)."""
+        if self._sender is None:
+            return
+        _done, pending = await asyncio.wait({self._sender}, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
