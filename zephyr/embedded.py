@@ -57,6 +57,24 @@ class EmbeddedPostgres:
         user: str | None = self._server.system_user
         return user
 
+    def restart_with(self, settings: dict[str, str]) -> str:
+        """Persist `settings` (ALTER SYSTEM) and restart so that those needing a restart apply;
+        return the DSN. Nothing happens when they are already in effect."""
+        assert self._server is not None, "start() first"
+        wanted = {name: value for name, value in settings.items() if self._show(name) != value}
+        if not wanted:
+            dsn: str = self._server.get_uri()
+            return dsn
+        self._server.psql(
+            "".join(f"ALTER SYSTEM SET {name} = '{value}';\n" for name, value in wanted.items())
+        )
+        self.stop()
+        return self.start()
+
+    def _show(self, name: str) -> str:
+        lines = self._server.psql(f"SHOW {name};").splitlines()
+        return lines[2].strip() if len(lines) > 2 else ""
+
     def stop(self) -> None:
         """Stop the server cleanly (a fast shutdown, then a kill if it hangs)."""
         if self._server is not None:
