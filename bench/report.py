@@ -70,6 +70,27 @@ def drift(new: Any, old: Any) -> float | None:
     return None if value is None else value - 1.0
 
 
+def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
+    """What the flush probe saw beside a latency phase (bench/disk.py)."""
+    if not disk:
+        return []
+    return [
+        Row(
+            f"{indent}disk alone meanwhile: 8 KB fdatasync every {disk['interval_s'] * 1000:.0f} ms,"
+            " p50 / p99 / max",
+            "",
+            " / ".join(_num(disk[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
+            "",
+        ),
+        Row(
+            f"{indent}disk flushes over {disk['stall_ms']:.0f} ms (each holds every commit in flight)",
+            "",
+            f"{disk['stalls']} of {disk['count']:.0f}, {disk['stalled_ms_total']:.0f} ms in all",
+            "",
+        ),
+    ]
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     """The table: each figure with the issue's target and whether it is met."""
     out: list[Row] = []
@@ -191,25 +212,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             out.append(
                 Row("  checkpoints during the trickle (one is forced just before)", "", str(during), "")
             )
-        disk = _get(results, "trickle", "disk_flush")
-        if disk:
-            out.append(
-                Row(
-                    f"  disk alone meanwhile: 8 KB fdatasync every {disk['interval_s'] * 1000:.0f} ms,"
-                    " p50 / p99 / max",
-                    "",
-                    " / ".join(_num(disk[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
-                    "",
-                )
-            )
-            out.append(
-                Row(
-                    f"  disk flushes over {disk['stall_ms']:.0f} ms (each holds every commit in flight)",
-                    "",
-                    f"{disk['stalls']} of {disk['count']:.0f}, {disk['stalled_ms_total']:.0f} ms in all",
-                    "",
-                )
-            )
+        out.extend(_disk_rows(_get(results, "trickle", "disk_flush"), "  "))
         fin = _get(results, "trickle", "trickle", "due_to_finished")
         out.append(
             Row(
@@ -250,6 +253,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(
             Row("  Zephyr", "", f"{_num(slow['p50_ms'], '', 2)} / {_num(slow['p99_ms'], '', 2)} ms", "")
         )
+        out.extend(_disk_rows(_get(results, "trickle", "at_peer_rate", "disk_flush"), "    "))
     for peer in ("procrastinate", "celery"):
         lat = _get(results, "peers", peer, "due_to_started")
         if lat:

@@ -60,7 +60,8 @@ async def run(
                 trickle_ids = await paced(
                     scale.trickle_rate, trickle_count, lambda _i: api.submit(noop_task())
                 )
-            slow_ids = await paced(scale.peer_rate, slow_count, lambda _i: api.submit(noop_task()))
+            with FlushProbe(server.data_dir) as slow_disk:
+                slow_ids = await paced(scale.peer_rate, slow_count, lambda _i: api.submit(noop_task()))
         total = len(spike_ids) + len(trickle_ids) + len(slow_ids)
         await wait_succeeded(zc, begin, total, scale.scenario_timeout_s, "trickle runs")
         checkpoints_during = await checkpoints(zc) - checkpoints_before
@@ -89,5 +90,9 @@ async def run(
             "spike": {"tasks": len(spike_ids), "at": spike_at.isoformat(), **await latencies(spike_ids)},
         }
         if slow_phase:
-            result["at_peer_rate"] = {"rate_per_s": scale.peer_rate, **await latencies(slow_ids)}
+            result["at_peer_rate"] = {
+                "rate_per_s": scale.peer_rate,
+                **await latencies(slow_ids),
+                "disk_flush": slow_disk.summary(),
+            }
         return result
