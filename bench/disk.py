@@ -21,6 +21,7 @@ from bench.stats import latency_summary
 
 PAGE = b"\0" * 8192
 STALL_MS = 15.0  # the trickle's p99 target: a flush longer than this alone breaks it for a task
+STALL_MARGIN_S = 0.015
 
 
 class FlushProbe:
@@ -30,6 +31,7 @@ class FlushProbe:
         self.directory = directory or Path(tempfile.gettempdir())
         self.interval_s = interval_s
         self.latencies_s: list[float] = []
+        self.stall_windows: list[tuple[float, float]] = []  # (wall-clock start, end) of each stall
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flush-probe", daemon=True)
 
@@ -50,12 +52,20 @@ class FlushProbe:
             os.fsync(fd)
             while not self._stop.wait(self.interval_s):
                 os.pwrite(fd, PAGE, 0)
-                started = time.perf_counter()
+                wall, started = time.time(), time.perf_counter()
                 os.fdatasync(fd)
-                self.latencies_s.append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                self.latencies_s.append(took)
+                if took * 1000 > STALL_MS:
+                    self.stall_windows.append((wall, wall + took))
         finally:
             os.close(fd)
             os.unlink(path)
+
+    def during_stall(self, at: float, margin_s: float = STALL_MARGIN_S) -> bool:
+        """Whether wall-clock time `at` falls in a stall the probe saw (widened by `margin_s`: a
+        commit begun just before the stall, or queued just after it, waits for it too)."""
+        return any(start - margin_s <= at <= end + margin_s for start, end in self.stall_windows)
 
     def summary(self) -> dict[str, Any]:
         """Flush latencies (ms) and the stalls longer than STALL_MS: how many, and their sum."""

@@ -213,6 +213,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 Row("  checkpoints during the trickle (one is forced just before)", "", str(during), "")
             )
         out.extend(_disk_rows(_get(results, "trickle", "disk_flush"), "  "))
+        calm = _get(results, "trickle", "trickle_apart_from_disk_stalls", "due_to_started")
+        if calm and _get(results, "trickle", "disk_flush", "stalls"):
+            out.append(
+                Row(
+                    "  without the tasks due during those stalls: p50 / p99 / max (diagnostic)",
+                    "",
+                    " / ".join(_num(calm[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms"))
+                    + f" ms, {calm['count']:,.0f} tasks",
+                    "",
+                )
+            )
         fin = _get(results, "trickle", "trickle", "due_to_finished")
         out.append(
             Row(

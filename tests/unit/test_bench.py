@@ -130,3 +130,27 @@ def _trickle_with(disk: dict[str, object]) -> dict[str, object]:
         "trickle": {"due_to_started": _latency(1.0, 5.0), "due_to_finished": _latency(2.0, 6.0)},
         "disk_flush": disk,
     }
+
+
+def test_a_time_is_during_a_stall_within_its_margin(tmp_path: Path) -> None:
+    probe = FlushProbe(tmp_path)
+    probe.stall_windows = [(100.0, 100.2)]
+    assert probe.during_stall(100.1) and probe.during_stall(99.99) and probe.during_stall(100.21)
+    assert not probe.during_stall(99.9) and not probe.during_stall(100.3)
+    results = {
+        "trickle": {
+            **_trickle_with({**_disk(stalls=1)}),
+            "trickle_apart_from_disk_stalls": {"due_to_started": _latency(1.0, 4.0)},
+        }
+    }
+    measured = {row.metric.strip(): row.measured for row in report.rows(results)}
+    assert measured["without the tasks due during those stalls: p50 / p99 / max (diagnostic)"].startswith(
+        "1.0 /"
+    )
+
+
+def _disk(stalls: int) -> dict[str, object]:
+    return {
+        "interval_s": 0.05, "count": 100.0, "p50_ms": 0.3, "p95_ms": 1.0, "p99_ms": 20.0, "max_ms": 200.0,
+        "stall_ms": 15.0, "stalls": stalls, "stalled_ms_total": 200.0,
+    }  # fmt: skip
