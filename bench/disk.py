@@ -17,10 +17,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bench.report import TARGET_P99_MS
 from bench.stats import latency_summary
 
 PAGE = b"\0" * 8192
-STALL_MS = 15.0  # the trickle's p99 target: a flush longer than this alone breaks it for a task
+STALL_MS = TARGET_P99_MS  # a flush longer than the trickle's p99 target breaks it for every commit
 STALL_MARGIN_S = 0.03
 
 
@@ -69,12 +70,11 @@ class FlushProbe:
 
     def summary(self) -> dict[str, Any]:
         """Flush latencies (ms) and the stalls longer than STALL_MS: how many, and their sum."""
-        stalls = [s * 1000 for s in self.latencies_s if s * 1000 > STALL_MS]
         return {
             "directory": str(self.directory),
             "interval_s": self.interval_s,
             **latency_summary(self.latencies_s),
             "stall_ms": STALL_MS,
-            "stalls": len(stalls),
-            "stalled_ms_total": sum(stalls),
+            "stalls": len(self.stall_windows),
+            "stalled_ms_total": sum(end - start for start, end in self.stall_windows) * 1000,
         }

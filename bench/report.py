@@ -43,6 +43,15 @@ def _num(value: Any, unit: str = "", digits: int = 0) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+ALL_PERCENTILES = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+SHORT_PERCENTILES = ("p50_ms", "p99_ms", "max_ms")
+
+
+def _ms(summary: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """Latencies of a summary as `a / b / c ms`, one decimal."""
+    return " / ".join(_num(summary[k], "", 1) for k in keys) + " ms"
+
+
 def _verdict(ok: bool | None) -> str:
     return "" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -79,7 +88,7 @@ def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
             f"{indent}disk alone meanwhile: 8 KB fdatasync every {disk['interval_s'] * 1000:.0f} ms,"
             " p50 / p99 / max",
             "",
-            " / ".join(_num(disk[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
+            _ms(disk, SHORT_PERCENTILES),
             "",
         ),
         Row(
@@ -202,8 +211,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 Row(
                     "  without the spike's 2 s: p50 / p95 / p99 / max",
                     "",
-                    " / ".join(_num(apart[k], "", 1) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
-                    + " ms",
+                    _ms(apart, ALL_PERCENTILES),
                     "",
                 )
             )
@@ -219,8 +227,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 Row(
                     "  without the tasks due during those stalls: p50 / p99 / max (diagnostic)",
                     "",
-                    " / ".join(_num(calm[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms"))
-                    + f" ms, {calm['count']:,.0f} tasks",
+                    _ms(calm, SHORT_PERCENTILES) + f", {calm['count']:,.0f} tasks",
                     "",
                 )
             )
@@ -229,7 +236,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             Row(
                 "  due->finished p50 / p95 / p99 / max",
                 "",
-                " / ".join(_num(fin[k], "", 1) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms",
+                _ms(fin, ALL_PERCENTILES),
                 "",
             )
         )
@@ -287,7 +294,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             Row(
                 f"round trip POST -> reads succeeded, {_get(results, 'roundtrip', 'tasks')} http tasks: p50 / p99 / max",
                 "",
-                " / ".join(_num(trip[k], "", 1) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms",
+                _ms(trip, SHORT_PERCENTILES),
                 "",
             )
         )
