@@ -79,6 +79,14 @@ def drift(new: Any, old: Any) -> float | None:
     return None if value is None else value - 1.0
 
 
+def _against_empty(new_text: str, old_text: str, change: float | None, higher_is_better: bool) -> str:
+    """'<new> vs <old> empty, N% better|worse': the big-table figure beside the one it is judged by."""
+    if change is None:
+        return f"{new_text} vs {old_text} empty"
+    better = change >= 0 if higher_is_better else change <= 0
+    return f"{new_text} vs {old_text} empty, {abs(100 * change):.1f}% {'better' if better else 'worse'}"
+
+
 def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
     """What the flush probe saw beside a latency phase (bench/disk.py)."""
     if not disk:
@@ -330,12 +338,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
     big = results.get("bigtable")
     if big:
         empty = burst_with(results, big["burst"]["workers"])
-        change = drift(big["burst"]["end_to_end_per_s"], _get(empty or {}, "end_to_end_per_s"))
+        empty_rate = _get(empty or {}, "end_to_end_per_s")
+        change = drift(big["burst"]["end_to_end_per_s"], empty_rate)
         out.append(
             Row(
                 f"big table ({big['loaded']['tasks']:,} tasks): burst {big['burst']['workers']} workers",
                 "<= 10% worse",
-                f"{_num(big['burst']['end_to_end_per_s'], '/s')} ({_num(None if change is None else 100 * change, '%', 1)})",
+                _against_empty(
+                    _num(big["burst"]["end_to_end_per_s"], "/s"), _num(empty_rate, "/s"), change, True
+                ),
                 _verdict(None if change is None else change >= -TARGET_BIG_TABLE_DRIFT),
             )
         )
@@ -347,7 +358,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 Row(
                     f"  big table trickle due->started {key[:3]}",
                     "<= 10% worse",
-                    f"{_num(new, ' ms', 1)} ({_num(None if change is None else 100 * change, '%', 1)})",
+                    _against_empty(_num(new, " ms", 1), _num(old, " ms", 1), change, False),
                     _verdict(None if change is None else change <= TARGET_BIG_TABLE_DRIFT),
                 )
             )

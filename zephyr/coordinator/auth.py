@@ -6,7 +6,9 @@ they reveal nothing but service names and serving status.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -15,6 +17,8 @@ from zephyr.rpc import token_matches
 
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 MESSAGE = "a valid cluster token is required (metadata authorization: Bearer <ZEPHYR_CLUSTER_TOKEN>)"
+# How long a refused streaming call may take to send its first message before the refusal.
+FIRST_MESSAGE_WAIT_S = 1.0
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
@@ -37,7 +41,11 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
 
 
 def _refusing(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def abort(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if handler.request_streaming:
+            # A client whose first write is still in flight when the status arrives sees INTERNAL
+            # instead of this refusal (grpc/grpc#36066); taking its first message first avoids that.
+            await _first_message(request)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
 
     kwargs = {
@@ -51,3 +59,9 @@ def _refusing(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
     return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+
+
+async def _first_message(requests: AsyncIterator[Any]) -> None:
+    """Wait, bounded, for a request stream's first message, or for its end or failure."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(anext(requests), FIRST_MESSAGE_WAIT_S)
