@@ -87,6 +87,12 @@ def _against_empty(new_text: str, old_text: str, change: float | None, higher_is
     return f"{new_text} vs {old_text} empty, {abs(100 * change):.1f}% {'better' if better else 'worse'}"
 
 
+def _spread(trickles: dict[str, Any]) -> str:
+    """'a-b ms': the lowest and highest p99 of repeated trickle runs."""
+    values = trickles.get("p99_ms_of_each") or []
+    return f"{min(values):.1f}-{max(values):.1f} ms" if values else "?"
+
+
 def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
     """What the flush probe saw beside a latency phase (bench/disk.py)."""
     if not disk:
@@ -337,7 +343,10 @@ def rows(results: dict[str, Any]) -> list[Row]:
         )
     big = results.get("bigtable")
     if big:
-        empty = burst_with(results, big["burst"]["workers"])
+        # Runs since the interleaved references carry their own empty side; older ones compare
+        # with the burst and trickle scenarios of the same run.
+        empty = big.get("empty_burst") or burst_with(results, big["burst"]["workers"])
+        empty_trickle = big.get("empty_trickle") or results.get("trickle") or {}
         empty_rate = _get(empty or {}, "end_to_end_per_s")
         change = drift(big["burst"]["end_to_end_per_s"], empty_rate)
         out.append(
@@ -352,7 +361,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         )
         for key in ("p50_ms", "p99_ms"):
             new = _get(big, "trickle", "trickle", "due_to_started", key)
-            old = _get(results, "trickle", "trickle", "due_to_started", key)
+            old = _get(empty_trickle, "trickle", "due_to_started", key)
             change = drift(new, old)
             out.append(
                 Row(
@@ -371,6 +380,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 _verdict(None if spike_max is None else spike_max <= TARGET_SPIKE_MS),
             )
         )
+        if "order" in big:
+            out.append(
+                Row(
+                    f"  runs interleaved {''.join(side[0].upper() for side in big['order'])} (E empty, B big), each side's mean",
+                    "",
+                    f"trickle p99 of each run: empty {_spread(big['empty_trickle'])}, big {_spread(big['trickle'])};"
+                    f" disk flushes > {TARGET_P99_MS:.0f} ms: empty {big['empty_trickle']['disk_stalls']},"
+                    f" big {big['trickle']['disk_stalls']}",
+                    "",
+                )
+            )
     rec = results.get("recovery")
     if rec:
         out.append(

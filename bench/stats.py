@@ -26,6 +26,18 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def mean_summary(summaries: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Summaries of repeated runs as one: each percentile's mean, the counts' sum, the worst max."""
+    if not summaries:
+        return latency_summary([])
+    merged = {key: sum(s[key] for s in summaries) / len(summaries) for key in ("p50_ms", "p95_ms", "p99_ms")}
+    return {
+        "count": sum(s["count"] for s in summaries),
+        **merged,
+        "max_ms": max(s["max_ms"] for s in summaries),
+    }
+
+
 def rate(count: int, seconds: float) -> float:
     """Items per second; NaN when nothing could be timed."""
     return count / seconds if seconds > 0 else math.nan

@@ -11,7 +11,7 @@ from bench import report
 from bench.disk import FlushProbe
 from bench.pacing import paced
 from bench.profiling import summarise
-from bench.stats import latency_summary, percentile, rate
+from bench.stats import latency_summary, mean_summary, percentile, rate
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -29,6 +29,58 @@ def test_latency_summary_reports_milliseconds() -> None:
     assert summary["p50_ms"] == 2.0
     assert summary["max_ms"] == 10.0
     assert math.isnan(rate(10, 0.0))
+
+
+def test_mean_summary_averages_percentiles_sums_counts_and_keeps_the_worst_max() -> None:
+    merged = mean_summary([_latency(1.0, 4.0), {**_latency(3.0, 8.0), "max_ms": 50.0}])
+    assert merged == {"count": 200.0, "p50_ms": 2.0, "p95_ms": 6.0, "p99_ms": 6.0, "max_ms": 50.0}
+    assert math.isnan(mean_summary([])["p50_ms"])
+
+
+def test_big_table_is_judged_against_its_own_interleaved_empty_runs() -> None:
+    """The scenario's empty references decide, not the burst and trickle scenarios of minutes before."""
+    trickle = {
+        "trickle": {"due_to_started": _latency(1.0, 4.0)},
+        "spike": {"due_to_started": _latency(50.0, 90.0)},
+    }
+    results = {
+        "burst": {
+            "by_workers": [{"workers": 2, "tasks": 100, "end_to_end_per_s": 20000.0, "processing_per_s": 1.0}]
+        },
+        "trickle": {
+            "rate_per_s": 200.0,
+            "trickle": {"due_to_started": _latency(0.5, 1.0), "due_to_finished": _latency(1.0, 2.0)},
+        },
+        "bigtable": {
+            "loaded": {"tasks": 2_000_000},
+            "order": ["empty", "big", "big", "empty"],
+            "burst": {"workers": 2, "end_to_end_per_s": 9500.0},
+            "empty_burst": {"workers": 2, "end_to_end_per_s": 10000.0},
+            "trickle": {**trickle, "disk_stalls": 1, "p99_ms_of_each": [3.5, 4.5]},
+            "empty_trickle": {
+                "trickle": {"due_to_started": _latency(1.0, 3.0)},
+                "disk_stalls": 0,
+                "p99_ms_of_each": [2.5, 3.5],
+            },
+        },
+    }
+    table = {row.metric.strip(): (row.measured, row.verdict) for row in report.rows(results)}
+    assert table["big table (2,000,000 tasks): burst 2 workers"] == (
+        "9,500/s vs 10,000/s empty, 5.0% worse",
+        "PASS",
+    )
+    assert table["big table trickle due->started p50"] == ("1.0 ms vs 1.0 ms empty, 0.0% better", "PASS")
+    assert table["big table trickle due->started p99"] == ("4.0 ms vs 3.0 ms empty, 33.3% worse", "FAIL")
+    assert table["big table spike, last started"] == ("90.0 ms", "PASS")
+    [stalls] = [
+        measured
+        for metric, (measured, _) in table.items()
+        if metric.startswith("runs interleaved EBBE (E empty, B big)")
+    ]
+    assert (
+        stalls
+        == "trickle p99 of each run: empty 2.5-3.5 ms, big 3.5-4.5 ms; disk flushes > 15 ms: empty 0, big 1"
+    )
 
 
 def test_profile_summary_merges_lines_and_keeps_zephyr_frames_for_inclusive_time() -> None:
