@@ -87,10 +87,12 @@ def _against_empty(new_text: str, old_text: str, change: float | None, higher_is
     return f"{new_text} vs {old_text} empty, {abs(100 * change):.1f}% {'better' if better else 'worse'}"
 
 
-def _spread(trickles: dict[str, Any]) -> str:
-    """'a-b ms': the lowest and highest p99 of repeated trickle runs."""
-    values = trickles.get("p99_ms_of_each") or []
-    return f"{min(values):.1f}-{max(values):.1f} ms" if values else "?"
+def _spread(trickles: dict[str, Any], key: str = "p99_ms_of_each") -> str:
+    """'a-b ms (mean m)': the lowest, highest and mean of one figure of repeated trickle runs."""
+    values = trickles.get(key) or []
+    if not values:
+        return "?"
+    return f"{min(values):.1f}-{max(values):.1f} ms (mean {sum(values) / len(values):.1f})"
 
 
 def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
@@ -388,6 +390,14 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     " trickle p99 of each run",
                     "",
                     f"E {_spread(empty_side)}, B {_spread(big_side)}",
+                    "",
+                )
+            )
+            out.append(
+                Row(
+                    "  disk alone during those trickles: flush p99 of each run",
+                    "",
+                    f"E {_spread(empty_side, 'disk_p99_ms_of_each')}, B {_spread(big_side, 'disk_p99_ms_of_each')}",
                     "",
                 )
             )

@@ -56,11 +56,17 @@ def test_big_table_is_judged_against_its_own_interleaved_empty_runs() -> None:
             "order": ["empty", "big", "big", "empty"],
             "burst": {"workers": 2, "end_to_end_per_s": 9500.0},
             "empty_burst": {"workers": 2, "end_to_end_per_s": 10000.0},
-            "trickle": {**trickle, "disk_stalls": 1, "p99_ms_of_each": [3.5, 4.5]},
+            "trickle": {
+                **trickle,
+                "disk_stalls": 1,
+                "p99_ms_of_each": [3.5, 4.5],
+                "disk_p99_ms_of_each": [1.0, 2.0],
+            },
             "empty_trickle": {
                 "trickle": {"due_to_started": _latency(1.0, 3.0)},
                 "disk_stalls": 0,
                 "p99_ms_of_each": [2.5, 3.5],
+                "disk_p99_ms_of_each": [0.5, 1.5],
             },
         },
     }
@@ -73,7 +79,11 @@ def test_big_table_is_judged_against_its_own_interleaved_empty_runs() -> None:
     assert table["big table trickle due->started p99"] == ("4.0 ms vs 3.0 ms empty, 33.3% worse", "FAIL")
     assert table["big table spike, last started"] == ("90.0 ms", "PASS")
     [spread] = [measured for metric, (measured, _) in table.items() if metric.startswith("interleaved EBBE")]
-    assert spread == "E 2.5-3.5 ms, B 3.5-4.5 ms"
+    assert spread == "E 2.5-3.5 ms (mean 3.0), B 3.5-4.5 ms (mean 4.0)"
+    assert table["disk alone during those trickles: flush p99 of each run"] == (
+        "E 0.5-1.5 ms (mean 1.0), B 1.0-2.0 ms (mean 1.5)",
+        "",
+    )
     assert table["disk flushes over 15 ms during those trickles"] == ("E 0, B 1", "")
 
 
