@@ -146,6 +146,7 @@ async def _vacuum(dsn: str) -> None:
 
 
 def _mean_burst(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The burst's rates as the mean of the runs' (same worker count in each)."""
     return {
         "workers": runs[0]["workers"],
         "runs": len(runs),
