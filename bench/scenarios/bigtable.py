@@ -14,7 +14,7 @@ sides alike), and each side's figure is the mean of its four runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -172,30 +172,36 @@ def _mean_trickle(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+async def _interleaved(
+    dsn: str, run_one: Callable[[int, str, str | None], Awaitable[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """`run_one(index, side, database)` for each side of ORDER, the big one on `dsn` (vacuumed
+    after each run) and the empty one on a fresh database of its own (`database` None)."""
+    results: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
+    for index, side in enumerate(ORDER):
+        database = dsn if side == "big" else None
+        results[side].append(await run_one(index, side, database))
+        if database:
+            await _vacuum(dsn)
+    return results
+
+
 async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any]:
     dsn = await server.create_zephyr_database()
-    bursts: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
-    trickles: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
     try:
         loaded = await load(dsn, scale.big_finished, scale.big_future)
-        for index, side in enumerate(ORDER):
-            database = dsn if side == "big" else None  # None: a fresh database of its own
-            bursts[side].append(
-                await burst.run_once(
-                    server, scale, log_dir / f"burst-{index}-{side}", scale.big_workers, database=database
-                )
-            )
-            if database:
-                await _vacuum(dsn)
-        for index, side in enumerate(ORDER):
-            database = dsn if side == "big" else None
-            trickles[side].append(
-                await trickle.run(
-                    server, scale, log_dir / f"trickle-{index}-{side}", database=database, slow_phase=False
-                )
-            )
-            if database:
-                await _vacuum(dsn)
+        bursts = await _interleaved(
+            dsn,
+            lambda index, side, database: burst.run_once(
+                server, scale, log_dir / f"burst-{index}-{side}", scale.big_workers, database=database
+            ),
+        )
+        trickles = await _interleaved(
+            dsn,
+            lambda index, side, database: trickle.run(
+                server, scale, log_dir / f"trickle-{index}-{side}", database=database, slow_phase=False
+            ),
+        )
     finally:
         await server.drop_database(dsn)
     return {

@@ -465,8 +465,12 @@ async def test_refused_workers_always_hear_unauthenticated(database_url: str, db
         assert await silent.code() == grpc.StatusCode.UNAUTHENTICATED
         codes: dict[str, int] = {}
         for index in range(200):
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await FakeWorker(coord.addr, f"anon-{index}", token="nope").connect()
+            refused = FakeWorker(coord.addr, f"anon-{index}", token="nope")
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await refused.connect()
+            finally:
+                await refused.close()  # its channel, else 200 stay open until collected
             codes[raised.value.code().name] = codes.get(raised.value.code().name, 0) + 1
     assert codes == {"UNAUTHENTICATED": 200}
 
