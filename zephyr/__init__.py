@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zephyr.worker.registry import task
+from zephyr.functions import task
 
 __all__ = ["__version__", "task"]
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from zephyr.errors import TaskFailed
-from zephyr.worker.registry import task
+from zephyr.functions import task
 
 
 @task("zephyr.noop")

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from zephyr.errors import StartupError, TaskFailed
+from zephyr.functions import lookup
 from zephyr.worker import builtins  # noqa: F401  (registers zephyr.noop, zephyr.sleep, ...)
 from zephyr.worker.executors.base import RunContext, check_fields, get_str, invalid
-from zephyr.worker.registry import lookup
 
 FIELDS = {"function", "args", "kwargs"}
 THREADS = 32

@@ -2,9 +2,11 @@
 
 Payload: `channel` (string), `message` (a string is sent as is, anything else as JSON), optional
 `backend` (`redis` or `postgres`; when absent: redis if this worker has ZEPHYR_REDIS_URL, as the
-API documents, else postgres). PostgreSQL uses one connection of its own (not Zephyr's tables: only `pg_notify`), reopened
-when it breaks; Redis uses redis-py's asyncio client (extra `zephyr[redis]`). The result says
-where it went and, for Redis, how many subscribers received it.
+API documents, else postgres). PostgreSQL uses one plain asyncpg connection of its own, reopened
+when it breaks, that only calls `pg_notify`: no Zephyr table, so none of the product's pool or named
+queries (a worker holds no credentials to Zephyr's database and ships without `data/`). Redis uses
+redis-py's asyncio client (extra `zephyr[redis]`). The result says where it went and, for Redis,
+how many subscribers received it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from zephyr.db.pool import connect
-from zephyr.db.queries import QUERIES
 from zephyr.errors import StartupError
 from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, invalid
 
@@ -24,6 +24,9 @@ FIELDS = {"channel", "message", "backend"}
 # PostgreSQL identifiers (and so NOTIFY channels) are at most 63 bytes; payloads under 8000 bytes.
 PG_CHANNEL_MAX = 63
 PG_PAYLOAD_MAX = 7999
+CONNECT_TIMEOUT_S = 10.0
+# $1 channel, $2 payload: pg_notify takes the channel as a value, so no identifier is quoted.
+NOTIFY_SQL = "SELECT pg_notify($1, $2)"
 
 
 class PublishExecutor:
@@ -79,8 +82,8 @@ class PublishExecutor:
         try:
             async with self._pg_lock:
                 if self._pg is None or self._pg.is_closed():
-                    self._pg = await connect(self._database_url)
-                await self._pg.execute(QUERIES["publish_notify"], channel, text)
+                    self._pg = await asyncpg.connect(self._database_url, timeout=CONNECT_TIMEOUT_S)
+                await self._pg.execute(NOTIFY_SQL, channel, text)
         except Exception as exc:  # any driver trouble: drop the connection, reopen next time
             if self._pg is not None and not self._pg.is_closed():
                 self._pg.terminate()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import zephyr
-from zephyr.worker.registry import REGISTRY, lookup
+from zephyr.functions import REGISTRY, lookup
 
 
 def test_decorator_registers_sync_and_async_functions() -> None:
@@ -41,12 +41,3 @@ def test_builtins_are_registered_once_the_internal_executor_is_loaded() -> None:
     import zephyr.worker.executors.internal  # noqa: F401
 
     assert {"zephyr.noop", "zephyr.sleep", "zephyr.fail", "zephyr.echo"} <= set(REGISTRY)
-
-
-def test_importing_zephyr_does_not_import_grpc() -> None:
-    import subprocess
-    import sys
-
-    code = "import sys, zephyr; zephyr.task('a.b'); print('grpc' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

@@ -1,6 +1,7 @@
 """`@zephyr.task("name")`: the registry of functions the `internal` task type can call.
 
-Kept free of grpc and worker imports so that user modules can import `zephyr` cheaply.
+Neutral ground: the worker looks functions up here, and `import zephyr` (which user modules do for
+the decorator) loads this module alone, nothing of the services.
 """
 
 from __future__ import annotations
