@@ -15,8 +15,9 @@ import pytest
 
 from tests.support.cluster import free_port, wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
-from zephyr import metrics, taskops
+from zephyr import taskops
 from zephyr.config import CoordinatorConfig, load
+from zephyr.coordinator.dispatcher import DispatcherSignals
 from zephyr.coordinator.server import serve
 from zephyr.db.queries import QUERIES
 from zephyr.errors import StartupError
@@ -40,18 +41,23 @@ async def until_status(db: asyncpg.Pool, task_id: object, status: str, timeout: 
     await wait_until(check, timeout=timeout, what=f"task {task_id} {status}")
 
 
-async def claims_settled(quiet_s: float = 0.3, timeout: float = 5.0) -> float:
-    """The claim count once no claim has run for `quiet_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    count = metrics.CLAIMS._value.get()
-    while loop.time() < deadline:
-        await asyncio.sleep(quiet_s)
-        now = metrics.CLAIMS._value.get()
-        if now == count:
-            return float(now)
-        count = now
-    raise AssertionError("claims never settled: the dispatcher is polling")
+async def dispatcher_quiet(signals: DispatcherSignals, worker: FakeWorker) -> float:
+    """Wait until the dispatcher is parked and nothing wakes it across a heartbeat round trip (a
+    wake still on its way, such as a late NOTIFY, is handled first). Returns the timeout of its
+    wait: the seconds until it would look again by itself.
+
+    Each wait emits `parked` when it starts and `woke` when it ends, so the dispatcher is parked
+    exactly when it has parked once more than it woke."""
+    parks = [await signals.parked.wait()]
+    wakes = 0
+    for _ in range(20):  # bounded: a dispatcher that keeps waking fails here
+        woke_before = wakes
+        await worker.heartbeat_acked()
+        parks += signals.parked.taken()
+        wakes += len(signals.woke.taken())
+        if len(parks) == wakes + 1 and wakes == woke_before:
+            return parks[-1]
+    raise AssertionError("the dispatcher never stayed parked: something keeps waking it")
 
 
 async def test_dispatch_complete_and_result(database_url: str, db: asyncpg.Pool) -> None:
@@ -198,6 +204,9 @@ async def test_silent_worker_loses_its_runs_and_late_completion_is_refused(
         [task_id] = await insert_tasks(db)
         [first] = await hung.take(1)
         hung.stop_heartbeats()  # the stream stays open, the worker goes silent
+        swept = coord.signals.maintenance.swept
+        while (sweep := await swept.wait()) != ("rescue", 1):  # the lease rescue ends its one run
+            assert sweep[0] != "rescue" or sweep[1] == 0
         async with FakeWorker(coord.addr, "healthy") as healthy:
             [second] = await healthy.take(1, timeout=15)
             assert second.task_id == first.task_id and second.attempt == 2
@@ -286,18 +295,14 @@ async def test_idle_cluster_does_not_poll(database_url: str, db: asyncpg.Pool) -
         running_coordinator(database_url, ZEPHYR_POLL_S="30") as coord,
         FakeWorker(coord.addr, "w") as w,
     ):
-        # start-up wakes (worker registered, LISTEN connected) claim once each; then silence
-        settled = -1.0
-        for _ in range(10):  # bounded: a polling coordinator never settles, and fails below
-            if metrics.CLAIMS._value.get() == settled:
-                break
-            settled = metrics.CLAIMS._value.get()
+        signals = coord.signals.dispatcher
+        # start-up wakes (worker registered, LISTEN connected) claim once each; then it waits for
+        # the 30 s fallback poll alone: no timer, nothing due
+        assert await dispatcher_quiet(signals, w) == 30.0
+        signals.claimed.taken()
+        for _ in range(4):  # a live worker's heartbeats wake nothing and claim nothing
             await w.heartbeat_acked()
-            await asyncio.sleep(0.5)
-        for _ in range(4):  # two idle seconds with a live worker, each heartbeat acked
-            await w.heartbeat_acked()
-            await asyncio.sleep(0.5)
-        assert metrics.CLAIMS._value.get() == settled
+        assert signals.woke.taken() == [] and signals.claimed.taken() == []
 
 
 async def test_freed_slots_claim_a_backlog_and_only_a_backlog(database_url: str, db: asyncpg.Pool) -> None:
@@ -321,12 +326,16 @@ async def test_freed_slots_claim_a_backlog_and_only_a_backlog(database_url: str,
         await web.complete([http])
         await web.acked([http.run_id])
         # A wake still on its way (the second insert's NOTIFY, late on a slow disk) claims once
-        # per group: wait for quiet, then count.
-        claims = await claims_settled()
+        # per group: wait for quiet, then watch.
+        signals = coord.signals.dispatcher
+        await dispatcher_quiet(signals, small)
+        signals.claimed.taken()
         await small.complete([last])
         await small.acked([last.run_id])
-        await small.heartbeat_acked()
-        assert metrics.CLAIMS._value.get() == claims  # ending runs with nothing waiting: no claim
+        # the freed slot woke the dispatcher, which went back to waiting: nothing waits, no claim
+        assert await signals.woke.wait() == "changed"
+        await signals.parked.wait()
+        assert signals.claimed.taken() == []
 
 
 async def test_claims_grow_with_the_backlog_they_find(database_url: str, db: asyncpg.Pool) -> None:
@@ -334,11 +343,12 @@ async def test_claims_grow_with_the_backlog_they_find(database_url: str, db: asy
     backlog of 250 reaches a worker with 300 free slots in 5 claims (16 + 32 + 64 + 128 + 10)."""
     async with running_coordinator(database_url, ZEPHYR_POLL_S="60") as coord:
         await insert_tasks(db, 250, type="internal")
-        claims = metrics.CLAIMS._value.get()
         async with FakeWorker(coord.addr, "wide", capacity=300, task_types=["internal"]) as wide:
             assignments = await wide.take(250, timeout=10)
             assert len({a.run_id for a in assignments}) == 250
-            assert metrics.CLAIMS._value.get() - claims == 5
+            # no free slot before the worker joined, so no claim: these are its first five
+            claimed = coord.signals.dispatcher.claimed
+            assert [await claimed.wait() for _ in range(5)] == [16, 32, 64, 128, 10]
 
 
 async def test_recurring_every_advances_on_its_grid(database_url: str, db: asyncpg.Pool) -> None:

@@ -21,7 +21,7 @@ import grpc
 
 from tests.support.cluster import free_port, wait_until
 from zephyr.config import CoordinatorConfig, load
-from zephyr.coordinator.server import serve
+from zephyr.coordinator.server import CoordinatorSignals, serve
 from zephyr.db.queries import QUERIES
 from zephyr.ids import new_id
 from zephyr.rpc import CHANNEL_OPTIONS, auth_metadata
@@ -228,11 +228,13 @@ class RunningCoordinator:
     config: CoordinatorConfig
     task: asyncio.Task[None]
     stop: asyncio.Event
+    signals: CoordinatorSignals  # recording from before the coordinator started
 
 
 @contextlib.asynccontextmanager
 async def running_coordinator(database_url: str, **env: str) -> AsyncIterator[RunningCoordinator]:
-    """A coordinator served in this process on a free loopback port, stopped on exit."""
+    """A coordinator served in this process on a free loopback port, stopped on exit; its test
+    signals record from the start."""
     port = free_port()
     environ = {
         "ZEPHYR_DATABASE_URL": database_url,
@@ -245,7 +247,9 @@ async def running_coordinator(database_url: str, **env: str) -> AsyncIterator[Ru
     }
     config = load(CoordinatorConfig, environ=environ)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(config, stop))
+    signals = CoordinatorSignals()
+    signals.init()
+    task = asyncio.create_task(serve(config, stop, signals))
     addr = f"127.0.0.1:{port}"
 
     async def serving() -> bool:
@@ -264,7 +268,7 @@ async def running_coordinator(database_url: str, **env: str) -> AsyncIterator[Ru
 
     await wait_until(serving, what="coordinator serving")
     try:
-        yield RunningCoordinator(addr, config, task, stop)
+        yield RunningCoordinator(addr, config, task, stop, signals)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

@@ -24,6 +24,7 @@ from zephyr.coordinator.registry import Registry, assignment_groups
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.schedule import next_fire, parse_instant
+from zephyr.testsignal import Signal
 from zephyr.v1 import worker_pb2
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,22 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+class DispatcherSignals:
+    """What the claim loop announces to tests (zephyr.testsignal); off until `init()`."""
+
+    def __init__(self) -> None:
+        self.claimed = Signal[int]("claimed")  # a claim statement committed: the runs it claimed
+        # The loop waits for a reason to claim: seconds until it looks again by itself (timer or poll).
+        self.parked = Signal[float]("parked")
+        # That wait ended: "wake", "changed" (registry), "retime", "stop" or "time" (timer or poll).
+        self.woke = Signal[str]("woke")
+
+    def init(self) -> None:
+        self.claimed.init()
+        self.parked.init()
+        self.woke.init()
+
+
 class Dispatcher:
     """Owns the claim; one per coordinator process."""
 
@@ -53,6 +70,7 @@ class Dispatcher:
         coordinator_id: str,
         poll_s: float,
         grace_s: float,
+        signals: DispatcherSignals | None = None,
     ) -> None:
         self._pool = pool
         self._registry = registry
@@ -67,7 +85,7 @@ class Dispatcher:
         self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
         self._claim_sizes: dict[frozenset[str], int] = {}  # per type group: slots its next claim plans
         self._timer_fired = False  # the next claim follows the timer: it plans every free slot
-        self.claims = 0  # claim statements run, for tests of "no busy polling"
+        self.signals = signals or DispatcherSignals()
 
     def on_tasks_notify(self, payload: str | None) -> None:
         """`zephyr_tasks`: something may be due now (claim) or later (set the timer). No payload
@@ -101,51 +119,65 @@ class Dispatcher:
         from notifications); the database is asked again only when that knowledge lapses: the
         timer fired, the fallback poll ran, or the listener reconnected.
         """
-        registry = self._registry
-        changed = registry.changed
         waiting = True  # due work may be waiting for a slot
         while not stop.is_set():
             self._wake.clear()
-            changed.clear()
-            if waiting and registry.total_free() > 0:
-                try:
-                    _claimed, more = await self.claim_once()
-                    if more:
-                        continue  # a full batch: more may be waiting
-                    waiting = False
-                    if not self._timer_known:
-                        await self._set_timer()
-                except DB_ERRORS as exc:
-                    log.warning("claim failed (%s); retrying", exc)
-                    # Connections may be left broken by a database restart: start afresh.
-                    await self._pool.expire_connections()
-                    await _wait_any((stop,), DB_RETRY_S)
+            self._registry.changed.clear()
+            if waiting and self._registry.total_free() > 0:
+                if await self._claim_round(stop):
                     continue
-                except Exception:
-                    log.exception("claim failed; retrying")
-                    await _wait_any((stop,), DB_RETRY_S)
-                    continue
-            # Wait for a reason to claim; a new timer only re-arms the wait.
-            fired: asyncio.Event | None = stop
-            while not stop.is_set():
-                self._retime.clear()
-                timeout = self._poll_s
-                if self._timer_at is not None:
-                    timeout = min(timeout, max(0.0, self._timer_at - time.monotonic()))
-                fired = await _wait_any((stop, self._wake, changed, self._retime), timeout)
-                if fired is not self._retime:
-                    break
-            if fired is None:  # the timer or the fallback poll: look again, timer included
-                waiting = True
-                self._timer_at = None
-                self._timer_known = False
-                # Rows that came due by the clock, not by a notification: maybe a whole batch
-                # scheduled for this instant. Their first claim may take every free slot.
-                self._timer_fired = True
-            elif fired is self._wake or registry.take_joined() or self._backlog_has_room():
-                waiting = True
+                waiting = False
+            fired = await self._wait_for_reason(stop)
+            waiting = self._reason_to_claim(fired) or waiting
+
+    async def _claim_round(self, stop: asyncio.Event) -> bool:
+        """Claim once and, if the timer's knowledge lapsed, ask for the next due time. Returns
+        whether to claim again at once: the batch was full, or the claim failed (after a pause)."""
+        try:
+            _claimed, more = await self.claim_once()
+            if more:
+                return True  # a full batch: more may be waiting
             if not self._timer_known:
-                waiting = True
+                await self._set_timer()
+            return False
+        except DB_ERRORS as exc:
+            log.warning("claim failed (%s); retrying", exc)
+            # Connections may be left broken by a database restart: start afresh.
+            await self._pool.expire_connections()
+        except Exception:
+            log.exception("claim failed; retrying")
+        await _wait_any((stop,), DB_RETRY_S)
+        return True
+
+    async def _wait_for_reason(self, stop: asyncio.Event) -> asyncio.Event | None:
+        """Wait for a wake, a registry change, the timer or the fallback poll; a new timer only
+        re-arms the wait. Returns the event that fired, or None when the time ran out."""
+        events = {"stop": stop, "wake": self._wake, "changed": self._registry.changed, "retime": self._retime}
+        fired: asyncio.Event | None = stop
+        while not stop.is_set():
+            self._retime.clear()
+            timeout = self._poll_s
+            if self._timer_at is not None:
+                timeout = min(timeout, max(0.0, self._timer_at - time.monotonic()))
+            self.signals.parked.emit(timeout)
+            fired = await _wait_any(tuple(events.values()), timeout)
+            self.signals.woke.emit(next((name for name, e in events.items() if e is fired), "time"))
+            if fired is not self._retime:
+                break
+        return fired
+
+    def _reason_to_claim(self, fired: asyncio.Event | None) -> bool:
+        """Whether what ended the wait means due work may be waiting for a slot."""
+        if fired is None:  # the timer or the fallback poll: look again, timer included
+            self._timer_at = None
+            self._timer_known = False
+            # Rows that came due by the clock, not by a notification: maybe a whole batch
+            # scheduled for this instant. Their first claim may take every free slot.
+            self._timer_fired = True
+            return True
+        if fired is self._wake or self._registry.take_joined() or self._backlog_has_room():
+            return True
+        return not self._timer_known
 
     async def _set_timer(self) -> None:
         types = sorted({t for s in self._registry.sessions() if s.free > 0 for t in s.task_types})
@@ -211,7 +243,7 @@ class Dispatcher:
             overlapping = [r for r in rows if r["recurring"] and r["overlap"]]
             if overlapping:
                 await self._reschedule_overlapping(conn, overlapping)
-        self.claims += 1
+        self.signals.claimed.emit(len(rows))
         metrics.CLAIMS.inc()
         metrics.CLAIM_BATCH.observe(len(rows))
         metrics.CLAIM_LATENCY.observe(time.perf_counter() - started)

@@ -31,6 +31,7 @@ from zephyr.coordinator.gateway import Gateway
 from zephyr.coordinator.registry import Registry
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
+from zephyr.testsignal import Signal
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,17 @@ def endings_of(rows: list[Any], status: str, code: str, message: str) -> list[Ru
     ]
 
 
+class MaintenanceSignals:
+    """What the maintenance loop announces to tests (zephyr.testsignal); off until `init()`."""
+
+    def __init__(self) -> None:
+        # A job of `run()` ran to its end: its name ("rescue", "timeouts"...) and its count.
+        self.swept = Signal[tuple[str, int]]("swept")
+
+    def init(self) -> None:
+        self.swept.init()
+
+
 class Maintenance:
     """All maintenance jobs of one coordinator."""
 
@@ -61,6 +73,7 @@ class Maintenance:
         coordinator_id: str = "",
         gateway: Gateway | None = None,
         registry: Registry | None = None,
+        signals: MaintenanceSignals | None = None,
     ) -> None:
         self._pool = pool
         self._backoff = backoff
@@ -70,6 +83,7 @@ class Maintenance:
         self._gateway = gateway
         self._registry = registry
         self.next_expiry_s: float | None = None
+        self.signals = signals or MaintenanceSignals()
 
     async def rescue_once(self) -> int:
         """Expire silent workers and end their running runs as lost; returns runs ended.
@@ -159,18 +173,25 @@ class Maintenance:
                 if loop.time() < due[name]:
                     continue
                 due[name] = loop.time() + every
-                try:
-                    count = await job()
-                    if name == "rescue" and self.next_expiry_s is not None:
-                        # Leases are renewed all the time, so this mostly just moves the check
-                        # along; when a worker dies, it lands just after its lease ends.
-                        due[name] = loop.time() + min(every, max(RESCUE_MIN_WAIT_S, self.next_expiry_s))
-                    if count:
-                        log.info("maintenance %s: %d", name, count)
-                except DB_ERRORS as exc:
-                    log.warning("maintenance %s failed: %s", name, exc)
-                except Exception:
-                    log.exception("maintenance %s failed", name)
+                if await self._run_job(name, job) and name == "rescue" and self.next_expiry_s is not None:
+                    # Leases are renewed all the time, so this mostly just moves the check
+                    # along; when a worker dies, it lands just after its lease ends.
+                    due[name] = loop.time() + min(every, max(RESCUE_MIN_WAIT_S, self.next_expiry_s))
             wait = max(0.0, min(due.values()) - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
+
+    async def _run_job(self, name: str, job: Callable[[], Awaitable[int]]) -> bool:
+        """Run one job, log what it did or why it failed; returns whether it ran to its end."""
+        try:
+            count = await job()
+        except DB_ERRORS as exc:
+            log.warning("maintenance %s failed: %s", name, exc)
+            return False
+        except Exception:
+            log.exception("maintenance %s failed", name)
+            return False
+        if count:
+            log.info("maintenance %s: %d", name, count)
+        self.signals.swept.emit((name, count))
+        return True

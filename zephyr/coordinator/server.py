@@ -28,11 +28,11 @@ from zephyr.config import CoordinatorConfig
 from zephyr.coordinator.admin import Admin
 from zephyr.coordinator.auth import TokenInterceptor
 from zephyr.coordinator.completions import Backoff, CompletionBatcher
-from zephyr.coordinator.dispatcher import Dispatcher
+from zephyr.coordinator.dispatcher import Dispatcher, DispatcherSignals
 from zephyr.coordinator.gateway import Gateway
 from zephyr.coordinator.listener import Listener
 from zephyr.coordinator.logs_sink import LogSink
-from zephyr.coordinator.maintenance import Maintenance
+from zephyr.coordinator.maintenance import Maintenance, MaintenanceSignals
 from zephyr.coordinator.registry import Registry
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import DB_ERRORS, create_pool
@@ -74,8 +74,22 @@ def default_coordinator_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def serve(config: CoordinatorConfig, stop: asyncio.Event) -> None:
-    """Run a coordinator until `stop` is set."""
+class CoordinatorSignals:
+    """The test signals of one coordinator's loops (zephyr.testsignal); off until `init()`."""
+
+    def __init__(self) -> None:
+        self.dispatcher = DispatcherSignals()
+        self.maintenance = MaintenanceSignals()
+
+    def init(self) -> None:
+        self.dispatcher.init()
+        self.maintenance.init()
+
+
+async def serve(
+    config: CoordinatorConfig, stop: asyncio.Event, signals: CoordinatorSignals | None = None
+) -> None:
+    """Run a coordinator until `stop` is set; its loops announce what they do on `signals` (tests)."""
     dsn = config.require_database()
     coordinator_id = config.coordinator_id or default_coordinator_id()
     pool = await create_pool(
@@ -101,7 +115,9 @@ async def serve(config: CoordinatorConfig, stop: asyncio.Event) -> None:
             server_settings=ENDINGS_SETTINGS,
         )
         try:
-            await _serve(config, stop, pool, claim_pool, endings_pool, coordinator_id)
+            await _serve(
+                config, stop, pool, claim_pool, endings_pool, coordinator_id, signals or CoordinatorSignals()
+            )
         finally:
             await endings_pool.close()
             await claim_pool.close()
@@ -116,6 +132,7 @@ async def _serve(
     claim_pool: Any,
     endings_pool: Any,
     coordinator_id: str,
+    signals: CoordinatorSignals,
 ) -> None:
     """`claim_pool` runs the claim loop, `endings_pool` the endings and log lines of every task
     (see their settings above); `pool` the rest (registration, heartbeats, maintenance, admin)."""
@@ -139,6 +156,7 @@ async def _serve(
         coordinator_id=coordinator_id,
         poll_s=config.poll_s,
         grace_s=max(MIN_DEADLINE_GRACE_S, config.lease_s),
+        signals=signals.dispatcher,
     )
     maintenance = Maintenance(
         pool,
@@ -148,6 +166,7 @@ async def _serve(
         coordinator_id=coordinator_id,
         gateway=gateway,
         registry=registry,
+        signals=signals.maintenance,
     )
     side_tasks: set[asyncio.Task[Any]] = set()
 
