@@ -118,6 +118,24 @@ def _disk_rows(disk: dict[str, Any] | None, indent: str) -> list[Row]:
 
 def rows(results: dict[str, Any]) -> list[Row]:
     """The table: each figure with the issue's target and whether it is met."""
+    sections = (
+        _burst_rows,
+        _submit_rows,
+        _peer_processing_rows,
+        _trickle_rows,
+        _spike_rows,
+        _peer_rate_rows,
+        _roundtrip_rows,
+        _concurrency_rows,
+        _worker_rss_rows,
+        _big_table_rows,
+        _recovery_rows,
+    )
+    return [row for section in sections for row in section(results)]
+
+
+def _burst_rows(results: dict[str, Any]) -> list[Row]:
+    """The best burst against its targets, then each configuration's burst."""
     out: list[Row] = []
     best = best_burst(results)
     best_rate: float | None = best["end_to_end_per_s"] if best else None
@@ -157,6 +175,12 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+    return out
+
+
+def _submit_rows(results: dict[str, Any]) -> list[Row]:
+    """Submission alone, and the one-worker drain of the backlog it queued."""
+    out: list[Row] = []
     for mode, label in (
         ("single_sequential", "submit alone: POST /v1/tasks, 1 client"),
         ("single_concurrent", "submit alone: POST /v1/tasks, 32 clients"),
@@ -184,6 +208,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+    return out
+
+
+def _peer_processing_rows(results: dict[str, Any]) -> list[Row]:
+    """Each peer's processing rate, and Zephyr's best burst and one-worker drain against it."""
+    out: list[Row] = []
+    best = best_burst(results)
+    best_rate: float | None = best["end_to_end_per_s"] if best else None
+    submit = _get(results, "burst", "submit_only")
     for peer, target in (("celery", TARGET_RATIO_CELERY), ("procrastinate", TARGET_RATIO_PROCRASTINATE)):
         peer_rate = _get(results, "peers", peer, "processing_per_s")
         if peer_rate is None:
@@ -200,81 +233,92 @@ def rows(results: dict[str, Any]) -> list[Row]:
         )
         drain = ratio(_get(submit or {}, "drain_processing_per_s"), peer_rate)
         out.append(Row(f"  ratio Zephyr 1-worker processing / {peer}", "", _num(drain, "x", 1), ""))
+    return out
+
+
+def _trickle_rows(results: dict[str, Any]) -> list[Row]:
+    """The steady trickle's due->started percentiles against their targets, with what explains them."""
     trickle = _get(results, "trickle", "trickle", "due_to_started")
-    if trickle:
-        rate = _get(results, "trickle", "rate_per_s")
+    if not trickle:
+        return []
+    rate = _get(results, "trickle", "rate_per_s")
+    out = [
+        Row(
+            f"trickle {rate:.0f}/s due->started p50",
+            f"<= {TARGET_P50_MS:.0f} ms",
+            _num(trickle["p50_ms"], " ms", 1),
+            _verdict(trickle["p50_ms"] <= TARGET_P50_MS),
+        ),
+        Row("  p95", "", _num(trickle["p95_ms"], " ms", 1), ""),
+        Row(
+            "  p99",
+            f"<= {TARGET_P99_MS:.0f} ms",
+            _num(trickle["p99_ms"], " ms", 1),
+            _verdict(trickle["p99_ms"] <= TARGET_P99_MS),
+        ),
+        Row("  max", "", _num(trickle["max_ms"], " ms", 1), ""),
+    ]
+    apart = _get(results, "trickle", "trickle_apart_from_spike", "due_to_started")
+    if apart:
         out.append(
             Row(
-                f"trickle {rate:.0f}/s due->started p50",
-                f"<= {TARGET_P50_MS:.0f} ms",
-                _num(trickle["p50_ms"], " ms", 1),
-                _verdict(trickle["p50_ms"] <= TARGET_P50_MS),
-            )
-        )
-        out.append(Row("  p95", "", _num(trickle["p95_ms"], " ms", 1), ""))
-        out.append(
-            Row(
-                "  p99",
-                f"<= {TARGET_P99_MS:.0f} ms",
-                _num(trickle["p99_ms"], " ms", 1),
-                _verdict(trickle["p99_ms"] <= TARGET_P99_MS),
-            )
-        )
-        out.append(Row("  max", "", _num(trickle["max_ms"], " ms", 1), ""))
-        apart = _get(results, "trickle", "trickle_apart_from_spike", "due_to_started")
-        if apart:
-            out.append(
-                Row(
-                    "  without the spike's 2 s: p50 / p95 / p99 / max",
-                    "",
-                    _ms(apart, ALL_PERCENTILES),
-                    "",
-                )
-            )
-        during = _get(results, "trickle", "checkpoints_during")
-        if during is not None:
-            out.append(
-                Row("  checkpoints during the trickle (one is forced just before)", "", str(during), "")
-            )
-        out.extend(_disk_rows(_get(results, "trickle", "disk_flush"), "  "))
-        calm = _get(results, "trickle", "trickle_apart_from_disk_stalls", "due_to_started")
-        if calm and _get(results, "trickle", "disk_flush", "stalls"):
-            out.append(
-                Row(
-                    "  without the tasks due during those stalls: p50 / p99 / max (diagnostic)",
-                    "",
-                    _ms(calm, SHORT_PERCENTILES) + f", {calm['count']:,.0f} tasks",
-                    "",
-                )
-            )
-        fin = _get(results, "trickle", "trickle", "due_to_finished")
-        out.append(
-            Row(
-                "  due->finished p50 / p95 / p99 / max",
+                "  without the spike's 2 s: p50 / p95 / p99 / max",
                 "",
-                _ms(fin, ALL_PERCENTILES),
+                _ms(apart, ALL_PERCENTILES),
                 "",
             )
         )
+    during = _get(results, "trickle", "checkpoints_during")
+    if during is not None:
+        out.append(Row("  checkpoints during the trickle (one is forced just before)", "", str(during), ""))
+    out.extend(_disk_rows(_get(results, "trickle", "disk_flush"), "  "))
+    calm = _get(results, "trickle", "trickle_apart_from_disk_stalls", "due_to_started")
+    if calm and _get(results, "trickle", "disk_flush", "stalls"):
+        out.append(
+            Row(
+                "  without the tasks due during those stalls: p50 / p99 / max (diagnostic)",
+                "",
+                _ms(calm, SHORT_PERCENTILES) + f", {calm['count']:,.0f} tasks",
+                "",
+            )
+        )
+    fin = _get(results, "trickle", "trickle", "due_to_finished")
+    out.append(
+        Row(
+            "  due->finished p50 / p95 / p99 / max",
+            "",
+            _ms(fin, ALL_PERCENTILES),
+            "",
+        )
+    )
+    return out
+
+
+def _spike_rows(results: dict[str, Any]) -> list[Row]:
+    """The spike's last start against its target, and its percentiles."""
     spike = _get(results, "trickle", "spike")
-    if spike:
-        late = spike["due_to_started"]["max_ms"]
-        out.append(
-            Row(
-                f"spike: {spike['tasks']:,} due in one second, last started",
-                f"<= {TARGET_SPIKE_MS:.0f} ms",
-                _num(late, " ms", 1),
-                _verdict(late <= TARGET_SPIKE_MS),
-            )
-        )
-        out.append(
-            Row(
-                "  spike due->started p50 / p99",
-                "",
-                f"{_num(spike['due_to_started']['p50_ms'], '', 1)} / {_num(spike['due_to_started']['p99_ms'], '', 1)} ms",
-                "",
-            )
-        )
+    if not spike:
+        return []
+    late = spike["due_to_started"]["max_ms"]
+    return [
+        Row(
+            f"spike: {spike['tasks']:,} due in one second, last started",
+            f"<= {TARGET_SPIKE_MS:.0f} ms",
+            _num(late, " ms", 1),
+            _verdict(late <= TARGET_SPIKE_MS),
+        ),
+        Row(
+            "  spike due->started p50 / p99",
+            "",
+            f"{_num(spike['due_to_started']['p50_ms'], '', 1)} / {_num(spike['due_to_started']['p99_ms'], '', 1)} ms",
+            "",
+        ),
+    ]
+
+
+def _peer_rate_rows(results: dict[str, Any]) -> list[Row]:
+    """Zephyr's and each peer's due->started latency at the peers' rate, and their ratios."""
+    out: list[Row] = []
     slow = _get(results, "trickle", "at_peer_rate", "due_to_started")
     peer_rate = (
         _get(results, "trickle", "at_peer_rate", "rate_per_s")
@@ -304,122 +348,143 @@ def rows(results: dict[str, Any]) -> list[Row]:
                         "",
                     )
                 )
-    trip = _get(results, "roundtrip", "post_to_succeeded_s")
-    if trip:
-        out.append(
-            Row(
-                f"round trip POST -> reads succeeded, {_get(results, 'roundtrip', 'tasks')} http tasks: p50 / p99 / max",
-                "",
-                _ms(trip, SHORT_PERCENTILES),
-                "",
-            )
-        )
-    conc = results.get("concurrency")
-    if conc:
-        out.append(
-            Row(
-                f"in flight at once ({conc['tasks']:,} sleeps, {conc['workers']} workers)",
-                f"{conc['tasks']:,}",
-                _num(conc["peak_in_flight"]),
-                _verdict(conc["peak_in_flight"] >= conc["tasks"]),
-            )
-        )
-        worst = conc["max_worker_rss_mb"]
-        out.append(
-            Row(
-                "  peak RSS per worker",
-                f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
-                ", ".join(_num(v, " MB") for k, v in conc["rss_mb_peak"].items() if k != "coordinator"),
-                _verdict(worst <= TARGET_WORKER_RSS_MB),
-            )
-        )
-        out.append(Row("  peak RSS coordinator", "", _num(conc["rss_mb_peak"]["coordinator"], " MB"), ""))
-    for one in _get(results, "worker_rss", "results") or []:
-        out.append(
-            Row(
-                f"one worker alone holding {one['runs']:,} sleeps (stub gateway)",
-                f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
-                f"{_num(one['held_rss_mb'], ' MB')} ({one['held_running']:,} running)",
-                _verdict(one["held_rss_mb"] <= TARGET_WORKER_RSS_MB and one["held_running"] >= one["runs"]),
-            )
-        )
-    big = results.get("bigtable")
-    if big:
-        # Runs since the interleaved references carry their own empty side; older ones compare
-        # with the burst and trickle scenarios of the same run.
-        empty = big.get("empty_burst") or burst_with(results, big["burst"]["workers"])
-        empty_trickle = big.get("empty_trickle") or results.get("trickle") or {}
-        empty_rate = _get(empty or {}, "end_to_end_per_s")
-        change = drift(big["burst"]["end_to_end_per_s"], empty_rate)
-        out.append(
-            Row(
-                f"big table ({big['loaded']['tasks']:,} tasks): burst {big['burst']['workers']} workers",
-                "<= 10% worse",
-                _against_empty(
-                    _num(big["burst"]["end_to_end_per_s"], "/s"), _num(empty_rate, "/s"), change, True
-                ),
-                _verdict(None if change is None else change >= -TARGET_BIG_TABLE_DRIFT),
-            )
-        )
-        for key in ("p50_ms", "p99_ms"):
-            new = _get(big, "trickle", "trickle", "due_to_started", key)
-            old = _get(empty_trickle, "trickle", "due_to_started", key)
-            change = drift(new, old)
-            out.append(
-                Row(
-                    f"  big table trickle due->started {key[:3]}",
-                    "<= 10% worse",
-                    _against_empty(_num(new, " ms", 1), _num(old, " ms", 1), change, False),
-                    _verdict(None if change is None else change <= TARGET_BIG_TABLE_DRIFT),
-                )
-            )
-        spike_max = _get(big, "trickle", "spike", "due_to_started", "max_ms")
-        out.append(
-            Row(
-                "  big table spike, last started",
-                f"<= {TARGET_SPIKE_MS:.0f} ms",
-                _num(spike_max, " ms", 1),
-                _verdict(None if spike_max is None else spike_max <= TARGET_SPIKE_MS),
-            )
-        )
-        if "order" in big:
-            empty_side, big_side = big["empty_trickle"], big["trickle"]
-            out.append(
-                Row(
-                    f"  interleaved {''.join(side[0].upper() for side in big['order'])} (E empty, B big):"
-                    " trickle p99 of each run",
-                    "",
-                    f"E {_spread(empty_side)}, B {_spread(big_side)}",
-                    "",
-                )
-            )
-            out.append(
-                Row(
-                    "  disk alone during those trickles: flush p99 of each run",
-                    "",
-                    f"E {_spread(empty_side, 'disk_p99_ms_of_each')}, B {_spread(big_side, 'disk_p99_ms_of_each')}",
-                    "",
-                )
-            )
-            out.append(
-                Row(
-                    f"  disk flushes over {TARGET_P99_MS:.0f} ms during those trickles",
-                    "",
-                    f"E {empty_side['disk_stalls']}, B {big_side['disk_stalls']}",
-                    "",
-                )
-            )
-    rec = results.get("recovery")
-    if rec:
-        out.append(
-            Row(
-                f"recovery: {rec['runs']} runs after kill -9",
-                f"<= {rec['target_s']} s",
-                _num(rec["recovery_s"], " s", 2),
-                _verdict(rec["recovery_s"] <= rec["target_s"]),
-            )
-        )
     return out
+
+
+def _roundtrip_rows(results: dict[str, Any]) -> list[Row]:
+    trip = _get(results, "roundtrip", "post_to_succeeded_s")
+    if not trip:
+        return []
+    return [
+        Row(
+            f"round trip POST -> reads succeeded, {_get(results, 'roundtrip', 'tasks')} http tasks: p50 / p99 / max",
+            "",
+            _ms(trip, SHORT_PERCENTILES),
+            "",
+        )
+    ]
+
+
+def _concurrency_rows(results: dict[str, Any]) -> list[Row]:
+    """Runs in flight at once against their count, and the processes' peak RSS."""
+    conc = results.get("concurrency")
+    if not conc:
+        return []
+    worst = conc["max_worker_rss_mb"]
+    return [
+        Row(
+            f"in flight at once ({conc['tasks']:,} sleeps, {conc['workers']} workers)",
+            f"{conc['tasks']:,}",
+            _num(conc["peak_in_flight"]),
+            _verdict(conc["peak_in_flight"] >= conc["tasks"]),
+        ),
+        Row(
+            "  peak RSS per worker",
+            f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
+            ", ".join(_num(v, " MB") for k, v in conc["rss_mb_peak"].items() if k != "coordinator"),
+            _verdict(worst <= TARGET_WORKER_RSS_MB),
+        ),
+        Row("  peak RSS coordinator", "", _num(conc["rss_mb_peak"]["coordinator"], " MB"), ""),
+    ]
+
+
+def _worker_rss_rows(results: dict[str, Any]) -> list[Row]:
+    return [
+        Row(
+            f"one worker alone holding {one['runs']:,} sleeps (stub gateway)",
+            f"<= {TARGET_WORKER_RSS_MB:.0f} MB",
+            f"{_num(one['held_rss_mb'], ' MB')} ({one['held_running']:,} running)",
+            _verdict(one["held_rss_mb"] <= TARGET_WORKER_RSS_MB and one["held_running"] >= one["runs"]),
+        )
+        for one in _get(results, "worker_rss", "results") or []
+    ]
+
+
+def _big_table_rows(results: dict[str, Any]) -> list[Row]:
+    """The big table's burst, trickle and spike, each judged against the empty table's."""
+    big = results.get("bigtable")
+    if not big:
+        return []
+    # Runs since the interleaved references carry their own empty side; older ones compare
+    # with the burst and trickle scenarios of the same run.
+    empty = big.get("empty_burst") or burst_with(results, big["burst"]["workers"])
+    empty_trickle = big.get("empty_trickle") or results.get("trickle") or {}
+    empty_rate = _get(empty or {}, "end_to_end_per_s")
+    change = drift(big["burst"]["end_to_end_per_s"], empty_rate)
+    out = [
+        Row(
+            f"big table ({big['loaded']['tasks']:,} tasks): burst {big['burst']['workers']} workers",
+            "<= 10% worse",
+            _against_empty(
+                _num(big["burst"]["end_to_end_per_s"], "/s"), _num(empty_rate, "/s"), change, True
+            ),
+            _verdict(None if change is None else change >= -TARGET_BIG_TABLE_DRIFT),
+        )
+    ]
+    for key in ("p50_ms", "p99_ms"):
+        new = _get(big, "trickle", "trickle", "due_to_started", key)
+        old = _get(empty_trickle, "trickle", "due_to_started", key)
+        change = drift(new, old)
+        out.append(
+            Row(
+                f"  big table trickle due->started {key[:3]}",
+                "<= 10% worse",
+                _against_empty(_num(new, " ms", 1), _num(old, " ms", 1), change, False),
+                _verdict(None if change is None else change <= TARGET_BIG_TABLE_DRIFT),
+            )
+        )
+    spike_max = _get(big, "trickle", "spike", "due_to_started", "max_ms")
+    out.append(
+        Row(
+            "  big table spike, last started",
+            f"<= {TARGET_SPIKE_MS:.0f} ms",
+            _num(spike_max, " ms", 1),
+            _verdict(None if spike_max is None else spike_max <= TARGET_SPIKE_MS),
+        )
+    )
+    if "order" in big:
+        out.extend(_interleaved_rows(big))
+    return out
+
+
+def _interleaved_rows(big: dict[str, Any]) -> list[Row]:
+    """The spread of the interleaved empty and big runs' trickle and disk figures."""
+    empty_side, big_side = big["empty_trickle"], big["trickle"]
+    return [
+        Row(
+            f"  interleaved {''.join(side[0].upper() for side in big['order'])} (E empty, B big):"
+            " trickle p99 of each run",
+            "",
+            f"E {_spread(empty_side)}, B {_spread(big_side)}",
+            "",
+        ),
+        Row(
+            "  disk alone during those trickles: flush p99 of each run",
+            "",
+            f"E {_spread(empty_side, 'disk_p99_ms_of_each')}, B {_spread(big_side, 'disk_p99_ms_of_each')}",
+            "",
+        ),
+        Row(
+            f"  disk flushes over {TARGET_P99_MS:.0f} ms during those trickles",
+            "",
+            f"E {empty_side['disk_stalls']}, B {big_side['disk_stalls']}",
+            "",
+        ),
+    ]
+
+
+def _recovery_rows(results: dict[str, Any]) -> list[Row]:
+    rec = results.get("recovery")
+    if not rec:
+        return []
+    return [
+        Row(
+            f"recovery: {rec['runs']} runs after kill -9",
+            f"<= {rec['target_s']} s",
+            _num(rec["recovery_s"], " s", 2),
+            _verdict(rec["recovery_s"] <= rec["target_s"]),
+        )
+    ]
 
 
 def render(table: list[Row]) -> str:

@@ -10,8 +10,10 @@ listed runs that are not come back in `abandon`, and running runs it did not lis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,6 +61,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         self._heartbeat_s = heartbeat_s
         self._lease_s = lease_s
         self._background: set[asyncio.Task[Any]] = set()
+        self._sweeps: set[asyncio.Task[None]] = set()  # cancel sweeps after a listener reconnect
 
     async def Connect(
         self,
@@ -274,6 +277,47 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             session.settle(run_id)  # its slot was freed when the completion arrived
         session.send(worker_pb2.CoordinatorMessage(completion_acks=acks))
 
+    def on_cancel_notify(self, payload: str | None) -> None:
+        """`zephyr_cancel`: send a cancel for the run it names if that run's worker streams here.
+        No payload (the listener reconnected, notifications may have been missed): re-send every
+        requested cancel of the workers here, in the background."""
+        if payload is None:
+            sweep = asyncio.create_task(self._resend_cancels_logged(), name="cancel-sweep")
+            self._sweeps.add(sweep)
+            sweep.add_done_callback(self._sweeps.discard)
+            return
+        with contextlib.suppress(ValueError):
+            uuid.UUID(payload)
+            session = self._registry.find_run(payload)
+            if session is not None:
+                self.cancel([(payload, session.outstanding[payload], session.worker_id)])
+
+    def on_drain_notify(self, payload: str | None) -> None:
+        """`zephyr_drain`: drain the worker it names if that worker streams here."""
+        if payload:
+            self.drain(payload)
+
+    async def resend_cancels(self) -> int:
+        """Re-send cancels for cancel-requested runs of workers connected here; returns cancels sent."""
+        workers = [s.worker_id for s in self._registry.sessions()]
+        if not workers:
+            return 0
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["cancel_requested_runs"], workers)
+        return self.cancel([(str(r["id"]), r["attempt"], r["worker_id"]) for r in rows])
+
+    async def _resend_cancels_logged(self) -> None:
+        try:
+            await self.resend_cancels()
+        except DB_ERRORS as exc:
+            log.warning("background job failed: %s", exc)
+
+    async def close(self) -> None:
+        """Cancel the cancel sweeps still running (the streams end with the server)."""
+        for sweep in self._sweeps:
+            sweep.cancel()
+        await asyncio.gather(*self._sweeps, return_exceptions=True)
+
     def drain(self, worker_id: str) -> bool:
         """Send Drain to `worker_id` if its stream is here; it then gets no new runs."""
         session = self._registry.get(worker_id)
@@ -299,8 +343,6 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
 
 
 def _run_uuid(text: str) -> Any:
-    import uuid
-
     try:
         return uuid.UUID(text)
     except ValueError:

@@ -28,7 +28,6 @@ import asyncpg
 from zephyr import metrics
 from zephyr.coordinator.completions import Backoff, RunEnding, apply_endings
 from zephyr.coordinator.gateway import Gateway
-from zephyr.coordinator.registry import Registry
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.testsignal import Signal
@@ -72,7 +71,6 @@ class Maintenance:
         retention_s: float,
         coordinator_id: str = "",
         gateway: Gateway | None = None,
-        registry: Registry | None = None,
         signals: MaintenanceSignals | None = None,
     ) -> None:
         self._pool = pool
@@ -81,7 +79,6 @@ class Maintenance:
         self._retention_s = retention_s
         self._coordinator_id = coordinator_id
         self._gateway = gateway
-        self._registry = registry
         self.next_expiry_s: float | None = None
         self.signals = signals or MaintenanceSignals()
 
@@ -126,14 +123,9 @@ class Maintenance:
 
     async def cancels_once(self) -> int:
         """Re-send cancels for cancel-requested runs of workers connected here; returns cancels sent."""
-        if self._gateway is None or self._registry is None:
+        if self._gateway is None:
             return 0
-        workers = [s.worker_id for s in self._registry.sessions()]
-        if not workers:
-            return 0
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(QUERIES["cancel_requested_runs"], workers)
-        return self._gateway.cancel([(str(r["id"]), r["attempt"], r["worker_id"]) for r in rows])
+        return await self._gateway.resend_cancels()
 
     async def retention_once(self) -> int:
         """Delete finished runs older than the retention period; returns runs deleted."""

@@ -10,13 +10,10 @@ with its error instead of running on half-alive. On `stop`: health goes NOT_SERV
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import socket
-import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 import grpc
@@ -35,7 +32,7 @@ from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.maintenance import Maintenance, MaintenanceSignals
 from zephyr.coordinator.registry import Registry
 from zephyr.db.migrate import migrate
-from zephyr.db.pool import DB_ERRORS, create_pool
+from zephyr.db.pool import create_pool
 from zephyr.errors import StartupError
 from zephyr.metrics_http import serve_metrics
 from zephyr.rpc import SERVER_OPTIONS
@@ -165,56 +162,17 @@ async def _serve(
         retention_s=config.retention_days * 86400,
         coordinator_id=coordinator_id,
         gateway=gateway,
-        registry=registry,
         signals=signals.maintenance,
     )
-    side_tasks: set[asyncio.Task[Any]] = set()
-
-    def on_cancel(payload: str | None) -> None:
-        if payload is None:  # (re)connected: notifications may have been missed
-            _spawn(side_tasks, maintenance.cancels_once())
-            return
-        with contextlib.suppress(ValueError):
-            uuid.UUID(payload)
-            session = registry.find_run(payload)
-            if session is not None:
-                gateway.cancel([(payload, session.outstanding[payload], session.worker_id)])
-
-    def on_drain(payload: str | None) -> None:
-        if payload:
-            gateway.drain(payload)
-
     listener = Listener(
         dsn=config.require_database(),
         handlers={
             "zephyr_tasks": dispatcher.on_tasks_notify,
-            "zephyr_cancel": on_cancel,
-            "zephyr_drain": on_drain,
+            "zephyr_cancel": gateway.on_cancel_notify,
+            "zephyr_drain": gateway.on_drain_notify,
         },
     )
-
-    # gRPC sets SO_REUSEPORT by default: a second coordinator on a taken port would silently share it.
-    options = [*SERVER_OPTIONS, ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options, interceptors=[TokenInterceptor(config.cluster_token)])
-    worker_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, server)
-    admin_pb2_grpc.add_AdminServicer_to_server(Admin(pool), server)
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            worker_pb2.DESCRIPTOR.services_by_name["WorkerGateway"].full_name,
-            admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    try:
-        bound = server.add_insecure_port(str(config.grpc_addr))
-    except RuntimeError as exc:  # grpcio raises on a port in use; older versions returned 0
-        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}: {exc}") from None
-    if bound == 0:
-        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}")
+    server, health = _grpc_server(config, gateway, Admin(pool))
     metrics_runner = (
         await serve_metrics(config.metrics_addr, config.cluster_token) if config.metrics_addr else None
     )
@@ -235,21 +193,15 @@ async def _serve(
     gc.freeze()  # start-up's objects live as long as the process: keep them out of full collections
     failure: BaseException | None = None
     try:
-        stop_wait = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stop_wait, *loops], return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        for task in done:
-            if task is not stop_wait and not task.cancelled() and task.exception() is not None:
-                failure = task.exception()
-                log.error("%s loop died: %r; stopping", task.get_name(), failure)
+        failure = await _first_failure(stop, loops)
     finally:
         await health.enter_graceful_shutdown()
         loops_stop.set()
         await server.stop(SHUTDOWN_GRACE_S)
         await asyncio.wait(loops, timeout=SHUTDOWN_GRACE_S)
-        for task in [*loops, *side_tasks]:
+        for task in loops:
             task.cancel()
-        await asyncio.gather(*loops, *side_tasks, return_exceptions=True)
+        await asyncio.gather(*loops, gateway.close(), return_exceptions=True)
         await batcher.drain(SHUTDOWN_GRACE_S)
         await batcher.close()
         await logs.close()
@@ -259,13 +211,44 @@ async def _serve(
         raise StartupError(f"coordinator loop failed: {failure!r}")
 
 
-def _spawn(tasks: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> None:
-    async def guarded() -> None:
-        try:
-            await coro
-        except DB_ERRORS as exc:
-            log.warning("background job failed: %s", exc)
+def _grpc_server(
+    config: CoordinatorConfig, gateway: Gateway, admin: Admin
+) -> tuple[grpc.aio.Server, HealthServicer]:
+    """The gRPC server with WorkerGateway, Admin, health and reflection, bound to ZEPHYR_GRPC_ADDR
+    (not started); StartupError naming the variable if it cannot listen there."""
+    # gRPC sets SO_REUSEPORT by default: a second coordinator on a taken port would silently share it.
+    options = [*SERVER_OPTIONS, ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options, interceptors=[TokenInterceptor(config.cluster_token)])
+    worker_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, server)
+    admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            worker_pb2.DESCRIPTOR.services_by_name["WorkerGateway"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    try:
+        bound = server.add_insecure_port(str(config.grpc_addr))
+    except RuntimeError as exc:  # grpcio raises on a port in use; older versions returned 0
+        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}: {exc}") from None
+    if bound == 0:
+        raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}")
+    return server, health
 
-    task = asyncio.create_task(guarded())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+
+async def _first_failure(stop: asyncio.Event, loops: list[asyncio.Task[None]]) -> BaseException | None:
+    """Wait until `stop` is set or a loop ends; returns the error of a loop that died, if any."""
+    failure: BaseException | None = None
+    stop_wait = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stop_wait, *loops], return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    for task in done:
+        if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+            failure = task.exception()
+            log.error("%s loop died: %r; stopping", task.get_name(), failure)
+    return failure
