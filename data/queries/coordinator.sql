@@ -72,13 +72,15 @@ ORDER BY c.slot;
 -- name: reschedule_overlapping
 -- Same transaction as claim_due: overlap recurring tasks go straight back to pending at their next
 -- firing (NULL next firing: the schedule ended, the task stays running until its last run ends).
--- $1 task_ids uuid[], $2 next_run_at timestamptz[]
+-- Only while the task is still running on the run just claimed: a cancel (or pause) that committed
+-- since the claim stands.
+-- $1 task_ids uuid[], $2 next_run_at timestamptz[], $3 run_ids uuid[]
 UPDATE tasks t
 SET status = CASE WHEN u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
     next_run_at = u.next_run_at,
     attempts = 0
-FROM unnest($1::uuid[], $2::timestamptz[]) AS u (id, next_run_at)
-WHERE t.id = u.id;
+FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS u (id, next_run_at, run_id)
+WHERE t.id = u.id AND t.status = 'running' AND t.last_run_id = u.run_id;
 
 -- name: next_due
 -- Seconds until the earliest pending task of these types is due (negative: overdue; NULL: none),
@@ -153,16 +155,19 @@ SELECT f.id AS run_id, f.attempt, f.worker_id, f.type, 'succeeded' AS status FRO
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the
 -- state the run left it and still points at that run: never over a cancel, pause or newer claim.
+-- A repointed update (a lost firing of an overlap task run again) needs only the expected status,
+-- and points the task at that run, whose firing the claim then reads.
 -- Tasks put back to pending (retry, next firing) are announced on zephyr_tasks with the earliest
 -- due time, in this transaction, so every coordinator sets its timer.
 -- $1 task_ids uuid[], $2 run_ids uuid[], $3 expected_status text[], $4 status text[],
--- $5 next_run_at timestamptz[], $6 attempts int[]
+-- $5 next_run_at timestamptz[], $6 attempts int[], $7 repoint bool[]
 WITH updated AS (
     UPDATE tasks t
-    SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now()
-    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
-             AS u (id, run_id, expected, status, next_run_at, attempts)
-    WHERE t.id = u.id AND t.status = u.expected AND t.last_run_id = u.run_id
+    SET status = u.status, next_run_at = u.next_run_at, attempts = u.attempts, updated_at = now(),
+        last_run_id = CASE WHEN u.repoint THEN u.run_id ELSE t.last_run_id END
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::bool[])
+             AS u (id, run_id, expected, status, next_run_at, attempts, repoint)
+    WHERE t.id = u.id AND t.status = u.expected AND (u.repoint OR t.last_run_id = u.run_id)
     RETURNING t.id, t.status, t.next_run_at
 )
 SELECT count(*) AS updated,

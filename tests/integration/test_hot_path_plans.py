@@ -157,7 +157,7 @@ async def test_due_work_queries_cost_what_they_return_not_the_table(db: asyncpg.
 ENDING_STATEMENTS = {
     "finish_successes": "(uuid[], int[], text[], jsonb[])",
     "finish_runs": "(uuid[], int[], text[], text[], jsonb[], jsonb[])",
-    "update_tasks_after_runs": "(uuid[], uuid[], text[], text[], timestamptz[], int[])",
+    "update_tasks_after_runs": "(uuid[], uuid[], text[], text[], timestamptz[], int[], bool[])",
 }
 
 
@@ -183,7 +183,7 @@ async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: a
         # The plans are made now, on small tables, as a coordinator's first batches make them.
         await conn.execute("EXECUTE finish_successes ('{}', '{}', '{}', '{}')")
         await conn.execute("EXECUTE finish_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
-        await conn.execute("EXECUTE update_tasks_after_runs ('{}', '{}', '{}', '{}', '{}', '{}')")
+        await conn.execute("EXECUTE update_tasks_after_runs ('{}', '{}', '{}', '{}', '{}', '{}', '{}')")
         # Then the tables grow, with no ANALYZE to replace the plans: 20,000 more tasks, all running.
         await fill(conn, 20_000, due=datetime.now(UTC) - timedelta(seconds=1))
         async with conn.transaction():
@@ -204,7 +204,8 @@ async def test_endings_keep_key_lookups_with_a_plan_cached_on_small_tables(db: a
         update = (
             f"EXECUTE update_tasks_after_runs ('{task_ids}', '{run_ids}',"
             f" array_fill('running'::text, ARRAY[{n}]), array_fill('succeeded'::text, ARRAY[{n}]),"
-            f" array_fill(NULL::timestamptz, ARRAY[{n}]), array_fill(1, ARRAY[{n}]))"
+            f" array_fill(NULL::timestamptz, ARRAY[{n}]), array_fill(1, ARRAY[{n}]),"
+            f" array_fill(false, ARRAY[{n}]))"
         )
         successes = (
             f"EXECUTE finish_successes ('{run_ids}', array_fill(1, ARRAY[{n}]),"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
+from zephyr.runoutput import MAX_RESULT_BYTES, MESSAGE_BUDGET_BYTES
 from zephyr.v1 import worker_pb2 as pb
 from zephyr.worker.outbox import LINES_PER_MESSAGE, Outbox
 
@@ -71,3 +72,21 @@ async def test_forget_drops_a_runs_completion_and_lines() -> None:
     assert [x.run_id for x in lines] == ["kept"]
     assert completions == []
     assert box.unacked_refs() == []
+
+
+def test_a_message_is_packed_by_bytes_under_the_budget() -> None:
+    """Six 1 MiB results never travel in one message: the stream's limit is on bytes, not items."""
+    outbox = Outbox()
+    outbox.set_connected(True)
+    big = '"' + "x" * (MAX_RESULT_BYTES - 2) + '"'
+    for i in range(6):
+        outbox.complete(pb.Completion(run_id=f"r{i}", attempt=1, result_json=big))
+    sizes = []
+    sent = 0
+    while sent < 6:
+        _lines, completions = outbox.take()
+        assert completions
+        sent += len(completions)
+        sizes.append(pb.WorkerMessage(completions=completions).ByteSize())
+    assert max(sizes) <= MESSAGE_BUDGET_BYTES
+    assert len(sizes) >= 2

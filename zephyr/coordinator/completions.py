@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ class RunEnding(NamedTuple):
     error: dict[str, Any] | None = None
     retryable: bool = True
     duration_s: float | None = None
+    charged: bool = True  # False: the run never reached its worker; its attempt does not count
 
     @property
     def key(self) -> tuple[Any, int, str]:
@@ -156,6 +156,7 @@ async def _finish_and_decide(
             row["schedule"],
             row["last_run_id"],
             ending.retryable,
+            ending.charged,
         )
         update = decide(finished, now=now, backoff=backoff)
         if update is not None:
@@ -165,7 +166,9 @@ async def _finish_and_decide(
     if updates:
         await conn.execute(
             QUERIES["update_tasks_after_runs"],
-            *_columns(updates, "task_id", "run_id", "expected", "status", "next_run_at", "attempts"),
+            *_columns(
+                updates, "task_id", "run_id", "expected", "status", "next_run_at", "attempts", "repoint"
+            ),
         )
     return rows
 
@@ -175,14 +178,52 @@ def _columns(items: Sequence[Any], *fields: str) -> list[list[Any]]:
     return [[getattr(item, name) for item in items] for name in fields]
 
 
-def result_value(result_json: str) -> Any:
-    """A completion's result document, or None; text that is not JSON is kept as a string."""
-    if not result_json:
-        return None
+def refused_data(exc: BaseException) -> bool:
+    """Whether the database (or the driver, encoding the arguments) refused a value we sent, as
+    opposed to being unavailable: retrying the same values cannot succeed."""
+    # asyncpg's client-side DataError (an argument it cannot encode) is a ValueError.
+    return isinstance(exc, asyncpg.DataError | ValueError)
+
+
+def storable_substitute(ending: RunEnding, exc: BaseException) -> RunEnding:
+    """`ending` without what the database refused: no result, a plain error naming the refusal.
+    A success becomes a non-retryable failure (the same result would be refused again)."""
+    succeeded = ending.status == "succeeded"
+    return ending._replace(
+        status="failed" if succeeded else ending.status,
+        result=None,
+        error={
+            "code": "invalid_result",
+            "message": f"the database refused the run's output: {type(exc).__name__}",
+        },
+        retryable=False if succeeded else ending.retryable,
+    )
+
+
+async def apply_endings_splitting(
+    pool: asyncpg.Pool, endings: Sequence[RunEnding], backoff: Backoff
+) -> list[bool]:
+    """`apply_endings`, except that a batch the database refuses is split until the ending it
+    refuses is alone; that one is applied without its result (`storable_substitute`), so one bad
+    value fails its own run and every other ending commits. Outages still raise."""
     try:
-        return json.loads(result_json)
-    except ValueError:
-        return result_json
+        return await apply_endings(pool, endings, backoff)
+    except Exception as exc:
+        if not refused_data(exc):
+            raise
+        if len(endings) > 1:
+            middle = len(endings) // 2
+            first = await apply_endings_splitting(pool, endings[:middle], backoff)
+            return first + await apply_endings_splitting(pool, endings[middle:], backoff)
+        log.warning("the database refused the ending of run %s: %s", endings[0].run_id, exc)
+        substitute = storable_substitute(endings[0], exc)
+        try:
+            return await apply_endings(pool, [substitute], backoff)
+        except Exception as again:
+            if not refused_data(again):
+                raise
+            log.error("the database refused even the plain ending of run %s: %s", endings[0].run_id, again)
+            return [False]
 
 
 class CompletionBatcher:
@@ -241,7 +282,9 @@ class CompletionBatcher:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 while True:
                     try:
-                        accepted = await apply_endings(self._pool, [e for e, _ in batch], self._backoff)
+                        accepted = await apply_endings_splitting(
+                            self._pool, [e for e, _ in batch], self._backoff
+                        )
                         break
                     except DB_ERRORS as exc:
                         log.warning("applying %d run endings failed (%s); retrying", len(batch), exc)

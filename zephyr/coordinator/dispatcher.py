@@ -23,6 +23,7 @@ from zephyr.coordinator.completions import CompletionBatcher, RunEnding
 from zephyr.coordinator.registry import Registry, assignment_groups
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
+from zephyr.runoutput import MESSAGE_BUDGET_BYTES
 from zephyr.schedule import next_fire, parse_instant
 from zephyr.testsignal import Signal
 from zephyr.v1 import worker_pb2
@@ -261,6 +262,7 @@ class Dispatcher:
                 QUERIES["reschedule_overlapping"],
                 [r["task_id"] for r in rows],
                 [next_fire(r["schedule"], previous=r["scheduled_for"], now=r["started_at"]) for r in rows],
+                [r["run_id"] for r in rows],
             )
         except Exception:
             log.exception("overlap tasks not rescheduled at claim; their runs' ends will do it")
@@ -270,22 +272,11 @@ class Dispatcher:
         now = datetime.now(UTC)
         for worker_id, worker_rows in assignment_groups(rows).items():
             session = self._registry.get(worker_id)
-            message = worker_pb2.CoordinatorMessage(
-                assignments=[
-                    worker_pb2.Assignment(
-                        run_id=str(r["run_id"]),
-                        attempt=r["attempt"],
-                        task_id=str(r["task_id"]),
-                        task_name=r["name"],
-                        type=r["type"],
-                        payload_json=r["payload_json"],  # jsonb text as stored: no decode and re-encode
-                        timeout_s=r["timeout_s"],
-                        scheduled_for=rfc3339(r["scheduled_for"]),
-                    )
-                    for r in worker_rows
-                ]
-            )
-            if session is not None and session.send(message):
+            messages = [
+                worker_pb2.CoordinatorMessage(assignments=[assignment(r) for r in chunk])
+                for chunk in _by_bytes(worker_rows)
+            ]
+            if session is not None and all(session.send(message) for message in messages):
                 sent: Counter[str] = Counter()
                 for r in worker_rows:
                     session.outstanding[str(r["run_id"])] = r["attempt"]
@@ -302,10 +293,51 @@ class Dispatcher:
             log.info("worker %s went away before %d assignments were sent", worker_id, len(worker_rows))
             self._batcher.submit(
                 [
-                    RunEnding(r["run_id"], r["attempt"], worker_id, "lost", error={"code": "undelivered"})
+                    RunEnding(
+                        r["run_id"],
+                        r["attempt"],
+                        worker_id,
+                        "lost",
+                        error={"code": "undelivered", "message": "the worker left before it was sent"},
+                        charged=False,
+                    )
                     for r in worker_rows
                 ]
             )
+
+
+# Per assignment beyond its payload: ids, name, type, times, field tags (generous).
+ASSIGNMENT_OVERHEAD_BYTES = 512
+
+
+def assignment(r: Any) -> worker_pb2.Assignment:
+    """The Assignment message of a claimed row."""
+    return worker_pb2.Assignment(
+        run_id=str(r["run_id"]),
+        attempt=r["attempt"],
+        task_id=str(r["task_id"]),
+        task_name=r["name"],
+        type=r["type"],
+        payload_json=r["payload_json"],  # jsonb text as stored: no decode and re-encode
+        timeout_s=r["timeout_s"],
+        scheduled_for=rfc3339(r["scheduled_for"]),
+    )
+
+
+def _by_bytes(rows: Sequence[Any]) -> list[Sequence[Any]]:
+    """`rows` in consecutive chunks whose assignments fit in MESSAGE_BUDGET_BYTES each; almost
+    always one chunk (payloads are capped at 256 KiB by the API)."""
+    chunks: list[Sequence[Any]] = []
+    start = 0
+    size = 0
+    for index, row in enumerate(rows):
+        item = len(row["payload_json"]) + len(row["name"]) + ASSIGNMENT_OVERHEAD_BYTES
+        if size + item > MESSAGE_BUDGET_BYTES and index > start:
+            chunks.append(rows[start:index])
+            start, size = index, 0
+        size += item
+    chunks.append(rows[start:])
+    return chunks
 
 
 async def _wait_any(events: Sequence[asyncio.Event], timeout: float) -> asyncio.Event | None:

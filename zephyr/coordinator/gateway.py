@@ -20,11 +20,12 @@ from typing import Any
 import asyncpg
 import grpc
 
-from zephyr.coordinator.completions import CompletionBatcher, RunEnding, result_value
+from zephyr.coordinator.completions import CompletionBatcher, RunEnding
 from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.registry import Registry, WorkerSession
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
+from zephyr.runoutput import MAX_ERROR_CHARS, MESSAGE_BUDGET_BYTES, Unstorable, check_result_json, clean_text
 from zephyr.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ OUTCOMES = {
 }
 DRAIN_GRACE_S = 30.0
 MAX_MERGED_ITEMS = 1000
+MAX_ERROR_CODE_CHARS = 64
 
 
 class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
@@ -132,7 +134,9 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
     def _merge(
         message: worker_pb2.CoordinatorMessage, session: WorkerSession
     ) -> worker_pb2.CoordinatorMessage:
-        """Fold queued assignment/ack/cancel messages into `message`: many items, one send."""
+        """Fold queued assignment/ack/cancel messages into `message`: many items, one send, at most
+        MAX_MERGED_ITEMS items and MESSAGE_BUDGET_BYTES bytes (a message over budget goes alone)."""
+        size = message.ByteSize() if message.assignments else 0
         while not session.outbox.empty():
             nxt = session.outbox.get_nowait()
             if (
@@ -144,6 +148,11 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             ):
                 session.carry.append(nxt)  # sent on its own, right after this message
                 break
+            if nxt.assignments:
+                size += nxt.ByteSize()
+                if size > MESSAGE_BUDGET_BYTES:
+                    session.carry.append(nxt)
+                    break
             message.MergeFrom(nxt)
         return message
 
@@ -237,23 +246,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             log.warning("lease of worker %s not renewed: %s", session.worker_id, exc)
 
     def _complete(self, session: WorkerSession, completions: Any) -> None:
-        endings = []
-        for c in completions:
-            error = None
-            if c.outcome != worker_pb2.RUN_OUTCOME_SUCCEEDED and (c.error_code or c.error_message):
-                error = {"code": c.error_code or "failed", "message": c.error_message}
-            endings.append(
-                RunEnding(
-                    run_id=_run_uuid(c.run_id),
-                    attempt=c.attempt,
-                    worker_id=session.worker_id,
-                    status=OUTCOMES.get(c.outcome, "failed"),
-                    result=result_value(c.result_json),
-                    error=error,
-                    retryable=c.retryable or c.outcome == worker_pb2.RUN_OUTCOME_SUCCEEDED,
-                    duration_s=c.duration_s or None,
-                )
-            )
+        endings = [completion_ending(session.worker_id, c) for c in completions]
         valid = [e for e in endings if e.run_id is not None]
         futures = self._batcher.submit(valid)
         if sum(session.report_finished(c.run_id) for c in completions):
@@ -340,6 +333,38 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             if session is not None:
                 session.send(worker_pb2.CoordinatorMessage(cancels=cancels))
         return sum(len(c) for c in by_worker.values())
+
+
+def completion_ending(worker_id: str, c: worker_pb2.Completion) -> RunEnding:
+    """The RunEnding a worker's completion claims. A result the database would refuse (too large,
+    NaN, NUL, lone surrogates) fails that run alone, not retryable, with the reason's error code;
+    error text is cut and cleaned so that it is always storable."""
+    succeeded = c.outcome == worker_pb2.RUN_OUTCOME_SUCCEEDED
+    status = OUTCOMES.get(c.outcome, "failed")
+    retryable = c.retryable or succeeded
+    error = None
+    if not succeeded and (c.error_code or c.error_message):
+        error = {
+            "code": clean_text(c.error_code, MAX_ERROR_CODE_CHARS) or "failed",
+            "message": clean_text(c.error_message, MAX_ERROR_CHARS),
+        }
+    result = None
+    if c.result_json:
+        try:
+            result = check_result_json(c.result_json)
+        except Unstorable as exc:
+            status, retryable = "failed", False
+            error = {"code": exc.code, "message": str(exc)}
+    return RunEnding(
+        run_id=_run_uuid(c.run_id),
+        attempt=c.attempt,
+        worker_id=worker_id,
+        status=status,
+        result=result,
+        error=error,
+        retryable=retryable,
+        duration_s=c.duration_s or None,
+    )
 
 
 def _run_uuid(text: str) -> Any:

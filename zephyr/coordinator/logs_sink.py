@@ -17,8 +17,10 @@ from typing import Any
 
 import asyncpg
 
+from zephyr.coordinator.completions import refused_data
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
+from zephyr.runoutput import MAX_LOG_LINE_CHARS, clean_text
 from zephyr.v1 import worker_pb2
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class LogSink:
                 count = min(len(self._buffer), MAX_BATCH)
                 batch = [self._buffer[i] for i in range(count)]
                 try:
-                    await self._insert(batch)
+                    await self._insert_splitting(batch)
                 except DB_ERRORS as exc:
                     log.warning("writing %d log lines failed (%s); retrying", len(batch), exc)
                     await self._pool.expire_connections()
@@ -85,6 +87,21 @@ class LogSink:
                     if self._buffer:
                         self._buffer.popleft()
             self._idle.set()
+
+    async def _insert_splitting(self, batch: list[tuple[Any, str, datetime, str, str]]) -> None:
+        """Insert `batch`; a batch the database refuses is split until the refused line is alone,
+        and that line is dropped: one bad line never holds back the others."""
+        try:
+            await self._insert(batch)
+        except Exception as exc:
+            if not refused_data(exc):
+                raise
+            if len(batch) == 1:
+                log.warning("the database refused a log line of run %s: %s; dropped", batch[0][0], exc)
+                return
+            middle = len(batch) // 2
+            await self._insert_splitting(batch[:middle])
+            await self._insert_splitting(batch[middle:])
 
     async def _insert(self, batch: list[tuple[Any, str, datetime, str, str]]) -> None:
         run_ids = []
@@ -104,7 +121,7 @@ class LogSink:
                 [i[1] for i in keep],
                 [i[2] for i in keep],
                 [i[3] for i in keep],
-                [i[4].replace("\x00", "") for i in keep],
+                [clean_text(i[4], MAX_LOG_LINE_CHARS) for i in keep],
             )
 
 

@@ -32,6 +32,9 @@ class FinishedRun(NamedTuple):
     schedule: Mapping[str, Any] | None
     last_run_id: Any
     retryable: bool = True
+    # False: the run never reached its worker (undelivered, handed back unstarted): its attempt
+    # does not count.
+    charged: bool = True
 
 
 class TaskUpdate(NamedTuple):
@@ -43,6 +46,9 @@ class TaskUpdate(NamedTuple):
     status: str
     next_run_at: datetime | None
     attempts: int
+    # Point the task at this run again (an overlap firing run again: the claim reads the firing's
+    # time from the task's last run), instead of requiring that it still points there.
+    repoint: bool = False
 
 
 def decide(
@@ -54,9 +60,14 @@ def decide(
     """The task transition caused by `run` ending, or None when the task must not change.
 
     The task changes only while it is still in the state this run left it: `running` with
-    `last_run_id` = this run (an overlap recurring task that is `pending` is left alone). A
-    cancelled or paused task is never touched. `backoff(attempt)` gives the retry delay in seconds.
+    `last_run_id` = this run. A cancelled or paused task is never touched. An overlap recurring
+    task is `pending` at its next firing while its runs run: a lost firing of it runs again
+    (within its attempts, like any lost run) by making the task due at that firing's time.
+    A run that was never delivered (`charged` false) gives its attempt back.
+    `backoff(attempt)` gives the retry delay in seconds.
     """
+    if run.status == "lost" and run.recurring and run.overlap and run.task_status == "pending":
+        return _rerun_overlap_firing(run)
     if run.task_status != "running" or run.last_run_id != run.run_id:
         return None
 
@@ -77,7 +88,12 @@ def decide(
     if run.status == "succeeded":
         return next_firing() if run.recurring else update("succeeded", None, run.attempts)
 
-    can_retry = run.retryable and run.attempts < run.max_attempts and not (run.recurring and run.overlap)
+    if not run.charged:
+        return update("pending", now, max(0, run.attempts - 1))
+    # An overlap firing that failed on its own is not retried (the next firing comes anyway); one
+    # lost with its worker is.
+    overlap_failed = run.recurring and run.overlap and run.status != "lost"
+    can_retry = run.retryable and run.attempts < run.max_attempts and not overlap_failed
     if can_retry:
         # A lost run failed for its worker's sake, not its own: it runs again at once elsewhere.
         delay_s = 0.0 if run.status == "lost" else backoff(run.attempts)
@@ -85,3 +101,15 @@ def decide(
     if run.recurring:
         return next_firing()
     return update("dead", None, run.attempts)
+
+
+def _rerun_overlap_firing(run: FinishedRun) -> TaskUpdate | None:
+    """The lost run's firing of a `pending` overlap task is due again at once (its own firing time,
+    already past), unless its attempts are used up. The claim reads the firing from the task's last
+    run and its next firing from there: the schedule is not shifted."""
+    attempts = run.attempt if run.charged else run.attempt - 1
+    if attempts >= run.max_attempts:
+        return None
+    return TaskUpdate(
+        run.task_id, run.run_id, "pending", "pending", run.scheduled_for, attempts, repoint=True
+    )

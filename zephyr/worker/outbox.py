@@ -8,6 +8,9 @@ Two buffers feed the stream's single writer:
   After a reconnect every unacked completion is sent again. A run's completion is held back
   while lines of that run are still buffered, so the coordinator sees its logs first.
 
+A message holds at most MESSAGE_BUDGET_BYTES (estimated from its strings), far below the gRPC
+limit: results are capped (zephyr/runoutput.py), so a completion always fits alone.
+
 The writer calls `take()` whenever `wait()` returns: everything ready goes out at once when the
 worker is idle, and what piles up during one write goes out together in the next one.
 """
@@ -18,11 +21,14 @@ import asyncio
 from collections import Counter, deque
 
 from zephyr.metrics import WORKER_LOG_LINES_DROPPED
+from zephyr.runoutput import MESSAGE_BUDGET_BYTES
 from zephyr.v1 import worker_pb2 as pb
 
 MAX_LINES = 20_000
 LINES_PER_MESSAGE = 1_000
 COMPLETIONS_PER_MESSAGE = 500
+# Per item beyond its strings: ids, numbers, field tags (an estimate on the generous side).
+ITEM_OVERHEAD_BYTES = 128
 
 
 class Outbox:
@@ -111,8 +117,10 @@ class Outbox:
     def take(self) -> tuple[list[pb.LogLine], list[pb.Completion]]:
         """Remove and return what is ready: up to a message's worth of lines and completions."""
         lines: list[pb.LogLine] = []
-        while self._lines and len(lines) < LINES_PER_MESSAGE:
+        size = 0  # bytes of this message so far, estimated from its strings
+        while self._lines and len(lines) < LINES_PER_MESSAGE and size < MESSAGE_BUDGET_BYTES:
             line = self._lines.popleft()
+            size += len(line.line) + ITEM_OVERHEAD_BYTES
             lines.append(line)
             left = self._lines_by_run[line.run_id] - 1
             if left:
@@ -126,8 +134,13 @@ class Outbox:
             if len(completions) >= COMPLETIONS_PER_MESSAGE:
                 break
             if run_id not in self._lines_by_run:
+                completion = self._unacked[run_id]
+                item_size = len(completion.result_json) + len(completion.error_message) + ITEM_OVERHEAD_BYTES
+                if completions and size + item_size > MESSAGE_BUDGET_BYTES:
+                    break
+                size += item_size
                 del self._to_send[run_id]
-                completions.append(self._unacked[run_id])
+                completions.append(completion)
         if self._lines or self._to_send:
             self._wake.set()  # more than one message's worth: the writer goes on
         return lines, completions

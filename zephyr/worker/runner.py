@@ -9,8 +9,10 @@ through that run's masker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from zephyr.metrics import (
     WORKER_RUNS_STARTED,
     child,
 )
+from zephyr.runoutput import MAX_ERROR_CHARS, MAX_LOG_LINE_CHARS, Unstorable, encode_result
+from zephyr.runoutput import clean_text as storable_text
 from zephyr.v1 import worker_pb2 as pb
 from zephyr.worker.deadlines import Deadlines
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
@@ -56,17 +60,20 @@ class Run:
     masker: Masker = NO_SECRETS
 
 
-def clean_text(text: str, masker: Masker, *, cut: bool = False) -> str:
-    """`text` with secrets masked and NUL characters replaced (PostgreSQL text and jsonb refuse NUL)."""
-    return masker.mask(text, cut=cut).replace("\x00", "\ufffd")
+def clean_text(text: str, masker: Masker, *, cut: bool = False, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` with secrets masked, cut to `limit` characters, NUL and lone surrogates replaced
+    (PostgreSQL text and jsonb refuse them)."""
+    return storable_text(masker.mask(text, cut=cut), limit)
 
 
 def mask_value(value: Any, masker: Masker) -> Any:
     """`value` with secrets masked (and NULs replaced) in every string and key; keeps the JSON valid."""
     if isinstance(value, str):
-        return clean_text(value, masker)
+        return clean_text(value, masker, limit=sys.maxsize)
     if isinstance(value, dict):
-        return {clean_text(str(k), masker): mask_value(v, masker) for k, v in value.items()}
+        return {
+            clean_text(str(k), masker, limit=sys.maxsize): mask_value(v, masker) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [mask_value(item, masker) for item in value]
     return value
@@ -173,12 +180,15 @@ class Runner:
                 )
             return
         run.lines += 1
+        if len(line) > MAX_LOG_LINE_CHARS:
+            line, cut = line[:MAX_LOG_LINE_CHARS], True
         await self.outbox.put_line(
             pb.LogLine(
                 run_id=run.run_id,
                 ts_us=time.time_ns() // 1000,
                 stream=cast(pb.LogStream, stream),
-                line=clean_text(line, run.masker, cut=cut) + (" [line cut]" if cut else ""),
+                line=clean_text(line, run.masker, cut=cut, limit=MAX_LOG_LINE_CHARS)
+                + (" [line cut]" if cut else ""),
             )
         )
 
@@ -213,7 +223,8 @@ class Runner:
             completion.error_message = clean_text(str(exc), run.masker)
             completion.retryable = exc.retryable
             if isinstance(exc, RunFailure) and exc.result is not None:
-                completion.result_json = json.dumps(mask_value(exc.result, run.masker))
+                with contextlib.suppress(Unstorable):  # the failure stands; only its result is dropped
+                    completion.result_json = encode_result(mask_value(exc.result, run.masker))
         except Exception as exc:
             completion.outcome = pb.RUN_OUTCOME_FAILED
             completion.error_code = "exception"
@@ -223,7 +234,13 @@ class Runner:
         else:
             completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
             if result is not None:
-                completion.result_json = json.dumps(mask_value(result, run.masker))
+                try:
+                    completion.result_json = encode_result(mask_value(result, run.masker))
+                except Unstorable as exc:
+                    completion.outcome = pb.RUN_OUTCOME_FAILED
+                    completion.error_code = exc.code
+                    completion.error_message = str(exc)
+                    completion.retryable = False
         finally:
             WORKER_RUNNING.dec()
             self.runs.pop(run.run_id, None)

@@ -54,3 +54,15 @@ async def stubborn(seconds: float = 0.5) -> str:
     except asyncio.CancelledError:
         return "kept going"
     return "slept"
+
+
+@zephyr.task("tests.unstorable")
+def unstorable(kind: str) -> object:
+    """A result PostgreSQL would refuse: a non-finite float, a lone surrogate, or too large."""
+    values: dict[str, object] = {
+        "nan": {"x": float("nan")},
+        "inf": [float("inf")],
+        "surrogate": "a\ud800b",
+        "large": "x" * (2 * 1024 * 1024),
+    }
+    return values[kind]

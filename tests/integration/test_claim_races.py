@@ -1,0 +1,85 @@
+"""Races around the claim (issue 13): a cancel that commits between the claim and the overlap
+reschedule stands; a run never delivered gives its attempt back; a lost firing of an overlap task
+runs again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from tests.integration.test_coordinator import runs_of, task_status
+from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
+from zephyr import ids, taskops
+from zephyr.coordinator.completions import Backoff, CompletionBatcher
+from zephyr.coordinator.dispatcher import Dispatcher
+from zephyr.coordinator.registry import Registry
+from zephyr.db.queries import QUERIES
+
+BACKOFF = Backoff(0.05, 0.2)
+EVERY_HOUR = {"every_s": 3600, "overlap": True}
+
+
+async def claim_for(db: asyncpg.Pool, worker_id: str, slots: int = 1) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        QUERIES["claim_due"], ["internal"], [worker_id] * slots, ids.new_ids(slots), "c1", 30.0, None
+    )
+    return rows
+
+
+def dispatcher(db: asyncpg.Pool, registry: Registry, batcher: CompletionBatcher) -> Dispatcher:
+    return Dispatcher(db, registry, batcher, coordinator_id="c1", poll_s=5.0, grace_s=30.0)
+
+
+async def test_a_cancel_between_the_claim_and_the_overlap_reschedule_stands(db: asyncpg.Pool) -> None:
+    [task_id] = await insert_tasks(db, schedule=EVERY_HOUR, recurring=True, overlap=True)
+    rows = await claim_for(db, "w1")
+    assert len(rows) == 1
+    await taskops.cancel_task(db, str(task_id))
+    async with db.acquire() as conn:
+        await Dispatcher._reschedule_overlapping(conn, rows)
+    # Before the fix the reschedule put the cancelled task back to pending: it ran forever.
+    assert await task_status(db, task_id) == "cancelled"
+
+
+async def test_runs_never_delivered_give_their_attempt_back(db: asyncpg.Pool) -> None:
+    [task_id] = await insert_tasks(db, max_attempts=1)
+    batcher = CompletionBatcher(db, BACKOFF)
+    batcher.start()
+    try:
+        rows = await claim_for(db, "vanished")
+        # The worker's stream closed between the slot plan and the push: nothing was sent.
+        dispatcher(db, Registry(), batcher)._push(rows)
+        assert await batcher.drain(10)
+    finally:
+        await batcher.close()
+    task = await taskops.get_task(db, str(task_id))
+    # Before the fix the undelivered run used up the task's only attempt: dead, never run.
+    assert (task["status"], task["attempts"]) == ("pending", 0)
+    [run] = await runs_of(db, task_id)
+    assert (run["status"], run["error"]["code"]) == ("lost", "undelivered")
+
+
+async def test_a_lost_firing_of_an_overlap_task_runs_again(database_url: str, db: asyncpg.Pool) -> None:
+    firing = datetime.now(UTC) - timedelta(seconds=1)
+    [task_id] = await insert_tasks(db, schedule=EVERY_HOUR, recurring=True, overlap=True, next_run_at=firing)
+    async with running_coordinator(database_url) as coord:
+        first = FakeWorker(coord.addr, "w1")
+        await first.connect()
+        [lost] = await first.take(1)
+        # At its claim the task went back to pending at its next firing, an hour on.
+        assert await task_status(db, task_id) == "pending"
+        first.stop_heartbeats()  # the worker dies with the firing: its lease runs out
+        async with FakeWorker(coord.addr, "w2") as second:
+            # Before the fix the firing was dropped: the task stayed pending for the next hour.
+            [again] = await second.take(1, timeout=15)
+            assert again.task_id == str(task_id) and again.run_id != lost.run_id
+            await second.complete([again])
+            await second.acked([again.run_id])
+        await first.close()
+    runs = await runs_of(db, task_id)
+    assert [r["status"] for r in runs] == ["lost", "succeeded"]
+    assert runs[0]["scheduled_for"] == runs[1]["scheduled_for"]
+    task = await taskops.get_task(db, str(task_id))
+    next_run_at = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
+    assert task["status"] == "pending" and next_run_at > datetime.now(UTC) + timedelta(minutes=50)
