@@ -1,4 +1,4 @@
--- Queries of the scheduler's HTTP API and of zephyr/taskops.py (shared with the Admin gRPC service).
+-- Queries of the scheduler's HTTP API and of zephyr/taskstore.py (shared with the Admin gRPC service).
 -- Task reads return the task's columns plus `last_run` (jsonb of its newest run, or NULL).
 -- Ids are UUIDv7, so `ORDER BY id` is creation order; keyset pages go newest first (`id < $before`).
 
@@ -226,6 +226,16 @@ SELECT id, ts, stream, line FROM task_logs
 WHERE run_id = $1 AND id > $2
 ORDER BY run_id, id
 LIMIT $3
+
+-- name: set_worker_draining
+-- $1 id
+UPDATE workers SET status = 'draining' WHERE id = $1 AND status <> 'gone'
+RETURNING *
+
+-- name: notify_drain
+-- In the transaction that marks the worker draining: the coordinator holding its stream sends Drain.
+-- $1 worker_id
+SELECT pg_notify('zephyr_drain', $1)
 
 -- name: list_workers
 SELECT * FROM workers ORDER BY id

@@ -204,11 +204,6 @@ SET lease_expires_at = now() + make_interval(secs => $2::float8),
     coordinator_id = $7
 WHERE id = $1;
 
--- name: set_worker_draining
--- $1 id
-UPDATE workers SET status = 'draining' WHERE id = $1 AND status <> 'gone'
-RETURNING id, host, capacity, running, status, task_types, last_heartbeat_at, coordinator_id, load;
-
 -- name: cancel_requested_runs
 -- Running runs whose cancel was asked, among the given workers.
 -- $1 worker_ids text[]
@@ -276,11 +271,6 @@ FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) W
          AS u (run_id, worker_id, ts, stream, line, ord)
 JOIN task_runs r ON r.id = u.run_id AND r.worker_id = u.worker_id
 ORDER BY u.ord;
-
--- name: notify_drain
--- In the transaction that marks the worker draining: the coordinator holding its stream sends Drain.
--- $1 worker_id
-SELECT pg_notify('zephyr_drain', $1);
 
 -- name: run_status_counts
 -- Runs by status: how many, and of how many distinct tasks (a task run twice shows runs > tasks).

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.cluster import Cluster, free_port, wait_until
 from tests.support.fake_worker import insert_tasks
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool
 from zephyr.db.queries import QUERIES
@@ -53,7 +53,7 @@ async def status_counts(db: asyncpg.Pool) -> dict[str, tuple[int, int]]:
 
 async def all_succeeded(db: asyncpg.Pool, count: int, timeout: float = 60) -> None:
     async def done() -> bool:
-        stats = await taskops.stats(db, max_age_s=0)
+        stats = await taskstore.stats(db, max_age_s=0)
         return bool(stats["tasks"]["succeeded"] == count)
 
     await wait_until(done, timeout=timeout, what=f"{count} tasks succeeded")
@@ -143,7 +143,7 @@ async def test_two_coordinators_two_workers_each_task_runs_once(
         print(f"2000 tasks, 2 coordinators, 2 workers: {time.perf_counter() - started:.2f}s")
         counts = await status_counts(db)
         assert counts == {"succeeded": (2000, 2000)}
-        per_coordinator = {w["id"]: w["coordinator_id"] for w in await taskops.list_workers(db)}
+        per_coordinator = {w["id"]: w["coordinator_id"] for w in await taskstore.list_workers(db)}
         assert len(set(per_coordinator.values())) == 2
 
 
@@ -158,16 +158,16 @@ async def test_kill_coordinator_under_load_and_restart_loses_nothing(
         await insert_tasks(db, 1000, payload=sleep_payload(0.02))
 
         async def some_done() -> bool:
-            return (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 100
+            return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 100
 
         await wait_until(some_done, what="load under way")
         coordinator.kill()
-        assert (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] < 1000
+        assert (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] < 1000
         await cluster.start_coordinator(port=str(port))
         await all_succeeded(db, 1000, timeout=90)
         counts = await status_counts(db)
         assert counts["succeeded"] == (1000, 1000)
-        assert (await taskops.stats(db, max_age_s=0))["tasks"]["dead"] == 0
+        assert (await taskstore.stats(db, max_age_s=0))["tasks"]["dead"] == 0
 
 
 @pytest.fixture
@@ -219,17 +219,17 @@ async def test_database_restart_under_load_every_service_recovers(
             await insert_tasks(db, 600, payload=sleep_payload(0.1))
 
             async def some_done() -> bool:
-                return (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 50
+                return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 50
 
             await wait_until(some_done, what="load under way")
             await asyncio.to_thread(pg_ctl, server, "restart", "-m", "fast", "-w")
             await db.expire_connections()
             # the restart really hit the middle of the load
-            assert (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] < 600
+            assert (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] < 600
 
             async def done() -> bool:
                 try:
-                    return (await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] == 600
+                    return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] == 600
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     return False
 
@@ -245,7 +245,7 @@ async def test_database_restart_under_load_every_service_recovers(
 
 def done_after(db: asyncpg.Pool, count: int) -> Any:
     async def check() -> bool:
-        return bool((await taskops.stats(db, max_age_s=0))["tasks"]["succeeded"] == count)
+        return bool((await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] == count)
 
     return check
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.api_server import Api, running_api
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.client import AsyncClient
 from zephyr.db.queries import QUERIES
 from zephyr.ids import new_id
@@ -189,14 +189,14 @@ async def test_stats(api: Api) -> None:
 
 
 async def test_stats_are_cached_per_pool(api: Api) -> None:
-    first = await taskops.stats(api.pool)
+    first = await taskstore.stats(api.pool)
     await create(api)
-    cached = await taskops.stats(api.pool, max_age_s=3600)
+    cached = await taskstore.stats(api.pool, max_age_s=3600)
     assert cached == first  # counted once, answered from the cache
-    fresh = await taskops.stats(api.pool, max_age_s=0)
+    fresh = await taskstore.stats(api.pool, max_age_s=0)
     assert fresh["tasks"]["pending"] == first["tasks"]["pending"] + 1
     async with api.pool.acquire() as conn:  # a bare connection is never cached
-        assert (await taskops.stats(conn))["tasks"]["pending"] == fresh["tasks"]["pending"]
+        assert (await taskstore.stats(conn))["tasks"]["pending"] == fresh["tasks"]["pending"]
 
 
 async def test_follow_ends_when_the_server_shuts_down(database_url: str) -> None:
@@ -236,7 +236,7 @@ async def test_stats_on_a_big_table_reads_bounded_index_ranges_and_estimates(api
         "UPDATE tasks SET status = 'paused' WHERE ctid IN (SELECT ctid FROM tasks LIMIT 7)"
     )
     await api.pool.execute("VACUUM ANALYZE tasks")
-    stats = await taskops.stats(api.pool, max_age_s=0, exact_cap=1000)
+    stats = await taskstore.stats(api.pool, max_age_s=0, exact_cap=1000)
     truth = dict(await api.pool.fetch("SELECT status, count(*) FROM tasks GROUP BY status"))
     assert stats["tasks"]["paused"] == 7 and stats["tasks"]["running"] == 0  # small counts stay exact
     for status in ("pending", "succeeded", "dead"):

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.cluster import free_port, wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.config import CoordinatorConfig, load
 from zephyr.coordinator.dispatcher import DispatcherSignals
 from zephyr.coordinator.server import serve
@@ -26,7 +26,7 @@ from zephyr.v1 import worker_pb2 as pb
 
 
 async def task_status(db: asyncpg.Pool, task_id: object) -> str:
-    return str((await taskops.get_task(db, str(task_id)))["status"])
+    return str((await taskstore.get_task(db, str(task_id)))["status"])
 
 
 async def runs_of(db: asyncpg.Pool, task_id: object) -> list[asyncpg.Record]:
@@ -212,7 +212,7 @@ async def test_silent_worker_loses_its_runs_and_late_completion_is_refused(
             assert second.task_id == first.task_id and second.attempt == 2
             runs = await runs_of(db, task_id)
             assert runs[0]["status"] == "lost" and runs[0]["worker_id"] == "hung"
-            workers = {w["id"]: w["status"] for w in await taskops.list_workers(db)}
+            workers = {w["id"]: w["status"] for w in await taskstore.list_workers(db)}
             assert workers["hung"] == "gone"
             # the coordinator dropped the silent stream, so it sends that worker nothing more ...
             await asyncio.wait_for(hung.ended.wait(), 10)
@@ -254,7 +254,7 @@ async def test_cancel_reaches_the_worker(database_url: str, db: asyncpg.Pool) ->
     async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w") as worker:
         [task_id] = await insert_tasks(db)
         [one] = await worker.take(1)
-        await taskops.cancel_task(db, str(task_id))
+        await taskstore.cancel_task(db, str(task_id))
         ref = await asyncio.wait_for(worker.cancels.get(), 10)
         assert (ref.run_id, ref.attempt) == (one.run_id, one.attempt)
         await worker.complete([one], pb.RUN_OUTCOME_CANCELLED, error_code="cancelled")
@@ -268,11 +268,11 @@ async def test_paused_task_is_not_dispatched_and_resume_dispatches(
     database_url: str, db: asyncpg.Pool
 ) -> None:
     [task_id] = await insert_tasks(db)
-    await taskops.pause_task(db, str(task_id))
+    await taskstore.pause_task(db, str(task_id))
     async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w") as worker:
         await worker.heartbeat_acked()
         assert worker.assignments.empty()
-        await taskops.resume_task(db, str(task_id))
+        await taskstore.resume_task(db, str(task_id))
         [one] = await worker.take(1)
         assert one.task_id == str(task_id)
 
@@ -359,7 +359,7 @@ async def test_recurring_every_advances_on_its_grid(database_url: str, db: async
         [one] = await worker.take(1)
         await worker.complete([one])
         await until_status(db, task_id, "pending")
-        task = await taskops.get_task(db, str(task_id))
+        task = await taskstore.get_task(db, str(task_id))
         next_run = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
         # missed ticks fold into one firing; the next stays on the start + k*60 s grid
         assert next_run > datetime.now(UTC) - timedelta(seconds=1)
@@ -374,7 +374,7 @@ async def test_recurring_overlap_stays_pending_while_running(database_url: str, 
     async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w") as worker:
         [task_id] = await insert_tasks(db, schedule=schedule, recurring=True, overlap=True, next_run_at=start)
         [one] = await worker.take(1)
-        task = await taskops.get_task(db, str(task_id))
+        task = await taskstore.get_task(db, str(task_id))
         assert task["status"] == "pending"
         assert task["next_run_at"] > start.isoformat()
         await worker.complete([one], pb.RUN_OUTCOME_FAILED)
@@ -393,6 +393,16 @@ async def test_drain_stops_new_runs(database_url: str, db: asyncpg.Pool) -> None
         admin = admin_pb2_grpc.AdminStub(channel)
         info = await admin.DrainWorker(admin_pb2.DrainWorkerRequest(worker_id="drained"))
         assert info.status == "draining"
+        [listed] = [
+            w for w in (await admin.ListWorkers(admin_pb2.ListWorkersRequest())).workers if w.id == "drained"
+        ]
+        assert (info.host, info.capacity, list(info.task_types), info.coordinator_id) == (
+            listed.host,
+            listed.capacity,
+            list(listed.task_types),
+            listed.coordinator_id,
+        )
+        assert info.coordinator_id and info.last_heartbeat_at.endswith("Z")
         await asyncio.wait_for(drained.drained.wait(), 10)
         await insert_tasks(db)
         async with FakeWorker(coord.addr, "other") as other:
@@ -512,7 +522,7 @@ async def test_many_tasks_each_run_once(database_url: str, db: asyncpg.Pool) -> 
         elapsed = time.perf_counter() - started
         print(f"600 tasks through 2 coordinators in {elapsed:.2f}s")
         assert sorted(seen) == sorted(str(i) for i in ids)
-        stats = await taskops.stats(db, max_age_s=0)
+        stats = await taskstore.stats(db, max_age_s=0)
         assert stats["tasks"]["succeeded"] == 600
 
 
@@ -559,7 +569,7 @@ async def test_recurring_retry_keeps_the_firing_and_its_grid(database_url: str, 
         assert two.attempt == 2 and two.scheduled_for == one.scheduled_for  # the same firing, retried
         await worker.complete([two])
         await until_status(db, task_id, "pending")
-        task = await taskops.get_task(db, str(task_id))
+        task = await taskstore.get_task(db, str(task_id))
         next_run = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
         assert next_run == start + timedelta(seconds=3600)
         assert task["attempts"] == 0

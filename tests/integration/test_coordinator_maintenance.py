@@ -10,7 +10,7 @@ import asyncpg
 
 from tests.support.cluster import wait_until
 from tests.support.fake_worker import insert_tasks
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.coordinator.completions import Backoff, CompletionBatcher, RunEnding, apply_endings
 from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.maintenance import Maintenance
@@ -80,9 +80,9 @@ async def test_rescue_loses_runs_of_expired_workers_once_across_coordinators(db:
     ended = await asyncio.gather(*(job.rescue_once() for job in jobs))
     assert sum(ended) == 20
     assert await status_counts(db) == {"lost": 20}
-    stats = await taskops.stats(db, max_age_s=0)
+    stats = await taskstore.stats(db, max_age_s=0)
     assert stats["tasks"]["dead"] == 20  # max_attempts=1: lost is the last attempt
-    workers = {w["id"]: w["status"] for w in await taskops.list_workers(db)}
+    workers = {w["id"]: w["status"] for w in await taskstore.list_workers(db)}
     assert workers == {"silent": "gone", "alive": "active"}
     assert alive.free == 10
 
@@ -93,9 +93,9 @@ async def test_timeout_backstop_ends_overdue_runs(db: asyncpg.Pool) -> None:
     [run_id] = await claim(db, worker, grace_s=0)
     maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600)
     assert await maintenance.timeouts_once() == 1
-    run = await taskops.get_run(db, run_id)
+    run = await taskstore.get_run(db, run_id)
     assert run["status"] == "timed_out" and run["error"]["code"] == "timeout"
-    task = await taskops.get_task(db, str(task_id))
+    task = await taskstore.get_task(db, str(task_id))
     assert (task["status"], task["attempts"]) == ("pending", 1)
     assert await maintenance.timeouts_once() == 0
 
@@ -107,7 +107,7 @@ async def test_retention_deletes_old_runs_but_keeps_the_latest(db: asyncpg.Pool)
     await apply_endings(db, [RunEnding(_uuid(first), 1, "w", "failed")], BACKOFF)
     worker.outstanding.clear()
 
-    assert (await taskops.get_task(db, str(task_id)))["status"] == "pending"
+    assert (await taskstore.get_task(db, str(task_id)))["status"] == "pending"
 
     async def claimed_again() -> list[str]:
         return await claim(db, worker)  # empty until the 1 ms backoff has passed
@@ -116,7 +116,7 @@ async def test_retention_deletes_old_runs_but_keeps_the_latest(db: asyncpg.Pool)
     await apply_endings(db, [RunEnding(_uuid(second), 2, "w", "succeeded")], BACKOFF)
     maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=0)
     assert await maintenance.retention_once() == 1
-    task = await taskops.get_task(db, str(task_id))
+    task = await taskstore.get_task(db, str(task_id))
     assert task["status"] == "succeeded" and task["last_run"]["id"] == second
 
 
@@ -157,8 +157,8 @@ async def test_runs_sent_down_a_stream_the_worker_left_are_lost(db: asyncpg.Pool
     [after] = await claim(db, here)
     maintenance = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600, coordinator_id="c-test")
     assert await maintenance.misrouted_once() == 1
-    assert (await taskops.get_run(db, after))["status"] == "lost"
-    assert (await taskops.get_run(db, before))["status"] == "running"
+    assert (await taskstore.get_run(db, after))["status"] == "lost"
+    assert (await taskstore.get_run(db, before))["status"] == "running"
     other = Maintenance(db, BACKOFF, lease_s=2, retention_s=3600, coordinator_id="c-other")
     assert await other.misrouted_once() == 0
 
@@ -176,13 +176,13 @@ async def test_a_batch_of_successes_ends_one_off_and_recurring_runs_each_the_rig
         str((await db.fetchrow("SELECT task_id FROM task_runs WHERE id = $1", _uuid(r)))["task_id"]): r
         for r in runs
     }
-    await taskops.cancel_task(db, str(cancelled))
+    await taskstore.cancel_task(db, str(cancelled))
     endings = [RunEnding(_uuid(run_of[str(t)]), 1, "w", "succeeded") for t in (one_off, cancelled, recurring)]
     results = await apply_endings(
         db, [*endings, RunEnding(_uuid(run_of[str(one_off)]), 2, "w", "succeeded")], BACKOFF
     )
     assert results == [True, True, True, False]
-    tasks = {t: await taskops.get_task(db, str(t)) for t in (one_off, cancelled, recurring)}
+    tasks = {t: await taskstore.get_task(db, str(t)) for t in (one_off, cancelled, recurring)}
     assert tasks[one_off]["status"] == "succeeded"
     assert tasks[cancelled]["status"] == "cancelled"  # its run ended; a cancel is never overwritten
     assert tasks[recurring]["status"] == "pending"  # its next firing, decided in Python

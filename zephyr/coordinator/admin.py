@@ -1,4 +1,4 @@
-"""zephyr.v1.Admin: the operator API, a thin gRPC face over `zephyr.taskops`.
+"""zephyr.v1.Admin: the operator API, a thin gRPC face over `zephyr.taskstore`.
 
 Errors map through `zephyr.errors` (NotFound -> NOT_FOUND, Conflict -> FAILED_PRECONDITION).
 DrainWorker marks the worker `draining` and notifies `zephyr_drain`, so whichever coordinator
@@ -15,9 +15,8 @@ import asyncpg
 import grpc
 from google.protobuf import struct_pb2  # type: ignore[import-untyped]
 
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.db.pool import DB_ERRORS
-from zephyr.db.queries import QUERIES
 from zephyr.errors import NotFound, ZephyrError
 from zephyr.v1 import admin_pb2, admin_pb2_grpc
 
@@ -35,7 +34,7 @@ def _struct(value: Any) -> struct_pb2.Struct | None:
 
 
 def task_info(task: Mapping[str, Any]) -> admin_pb2.TaskInfo:
-    """SPEC's task dict (from taskops) as TaskInfo."""
+    """SPEC's task dict (from taskstore) as TaskInfo."""
     return admin_pb2.TaskInfo(
         id=task["id"],
         name=task["name"],
@@ -54,7 +53,7 @@ def task_info(task: Mapping[str, Any]) -> admin_pb2.TaskInfo:
 
 
 def worker_info(worker: Mapping[str, Any]) -> admin_pb2.WorkerInfo:
-    """SPEC's worker dict (from taskops) as WorkerInfo."""
+    """SPEC's worker dict (from taskstore) as WorkerInfo."""
     return admin_pb2.WorkerInfo(
         id=worker["id"],
         host=worker["host"],
@@ -86,52 +85,36 @@ class Admin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def ListWorkers(
         self, request: admin_pb2.ListWorkersRequest, context: Context
     ) -> admin_pb2.ListWorkersResponse:
-        workers = await self._call(context, lambda: taskops.list_workers(self._pool))
+        workers = await self._call(context, lambda: taskstore.list_workers(self._pool))
         return admin_pb2.ListWorkersResponse(workers=[worker_info(w) for w in workers])
 
     async def DrainWorker(
         self, request: admin_pb2.DrainWorkerRequest, context: Context
     ) -> admin_pb2.WorkerInfo:
-        async def drain() -> Any:
+        async def drain() -> dict[str, Any]:
             if not request.worker_id:
                 raise NotFound("worker_id: required")
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(QUERIES["set_worker_draining"], request.worker_id)
-                if row is None:
-                    raise NotFound(f"no live worker {request.worker_id!r}")
-                await conn.execute(QUERIES["notify_drain"], request.worker_id)
-            return row
+            return await taskstore.drain_worker(self._pool, request.worker_id)
 
-        row = await self._call(context, drain)
-        return admin_pb2.WorkerInfo(
-            id=row["id"],
-            host=row["host"],
-            capacity=row["capacity"],
-            running=row["running"],
-            status=row["status"],
-            task_types=list(row["task_types"]),
-            last_heartbeat_at=taskops.rfc3339(row["last_heartbeat_at"]) or "",
-            coordinator_id=row["coordinator_id"] or "",
-            load=row["load"],
-        )
+        return worker_info(await self._call(context, drain))
 
     async def GetTask(self, request: admin_pb2.TaskRequest, context: Context) -> admin_pb2.TaskInfo:
-        return task_info(await self._call(context, lambda: taskops.get_task(self._pool, request.id)))
+        return task_info(await self._call(context, lambda: taskstore.get_task(self._pool, request.id)))
 
     async def CancelTask(self, request: admin_pb2.TaskRequest, context: Context) -> admin_pb2.TaskInfo:
-        return task_info(await self._call(context, lambda: taskops.cancel_task(self._pool, request.id)))
+        return task_info(await self._call(context, lambda: taskstore.cancel_task(self._pool, request.id)))
 
     async def RetryTask(self, request: admin_pb2.TaskRequest, context: Context) -> admin_pb2.TaskInfo:
-        return task_info(await self._call(context, lambda: taskops.retry_task(self._pool, request.id)))
+        return task_info(await self._call(context, lambda: taskstore.retry_task(self._pool, request.id)))
 
     async def PauseTask(self, request: admin_pb2.TaskRequest, context: Context) -> admin_pb2.TaskInfo:
-        return task_info(await self._call(context, lambda: taskops.pause_task(self._pool, request.id)))
+        return task_info(await self._call(context, lambda: taskstore.pause_task(self._pool, request.id)))
 
     async def ResumeTask(self, request: admin_pb2.TaskRequest, context: Context) -> admin_pb2.TaskInfo:
-        return task_info(await self._call(context, lambda: taskops.resume_task(self._pool, request.id)))
+        return task_info(await self._call(context, lambda: taskstore.resume_task(self._pool, request.id)))
 
     async def Stats(self, request: admin_pb2.StatsRequest, context: Context) -> admin_pb2.StatsResponse:
-        stats = await self._call(context, lambda: taskops.stats(self._pool))
+        stats = await self._call(context, lambda: taskstore.stats(self._pool))
         return admin_pb2.StatsResponse(
             tasks=stats["tasks"],
             queue_depth=stats["queue_depth"],

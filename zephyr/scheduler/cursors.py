@@ -10,11 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from zephyr.errors import ValidationError
 
 # Keyset pages go newest first with `id < $before`; the first page starts above every id.
 FIRST_PAGE_BEFORE = uuid.UUID(int=(1 << 128) - 1)
+
+T = TypeVar("T")
 
 
 def encode(kind: str, key: object) -> str:
@@ -50,3 +54,12 @@ def decode_int(kind: str, cursor: str | None) -> int:
         return int(_decode(kind, cursor))
     except ValueError:
         raise ValidationError("the cursor is not one this API gave out", field="cursor") from None
+
+
+def page(
+    kind: str, items: Sequence[T], limit: int, key: Callable[[T], object]
+) -> tuple[Sequence[T], str | None]:
+    """The first `limit` of `items` (read with `limit + 1`, to know whether more follow) and the
+    cursor of the page after them (None when this is the last page)."""
+    shown = items[:limit]
+    return shown, encode(kind, key(shown[-1])) if len(items) > limit else None

@@ -27,7 +27,7 @@ from datetime import datetime
 
 import asyncpg
 
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 
@@ -70,7 +70,7 @@ class DueNotifier:
             at, self._pending = self._pending, None
             try:
                 async with self._pool.acquire() as conn:
-                    await conn.execute(QUERIES["notify_tasks"], taskops.rfc3339(at))
+                    await conn.execute(QUERIES["notify_tasks"], taskstore.rfc3339(at))
                 self.sent += 1
             except DB_ERRORS as exc:
                 log.warning("new tasks not notified (coordinators will find them by polling): %s", exc)

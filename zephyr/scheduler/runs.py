@@ -9,8 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from zephyr import taskops
-from zephyr.db.queries import QUERIES
+from zephyr import taskstore
 from zephyr.errors import NotFound
 from zephyr.scheduler import cursors
 from zephyr.scheduler.http import POOL, STOPPING, dumps, limit_param, respond
@@ -25,28 +24,22 @@ FOLLOW_PAGE = 500
 KEEPALIVE_S = 15.0
 
 
-def log_dict(row: asyncpg.Record) -> dict[str, Any]:
-    return {"ts": taskops.rfc3339(row["ts"]), "stream": row["stream"], "line": row["line"]}
-
-
 @routes.get("/v1/tasks/{id}/runs")
 async def list_runs(request: web.Request) -> web.Response:
     """Runs of a task, newest first; 404 for an unknown task."""
-    pool = request.app[POOL]
-    task_id = taskops.parse_id(request.match_info["id"])
+    taskstore.parse_id(request.match_info["id"])  # a malformed id is a 404 before any 400
     limit = limit_param(request)
     before = cursors.decode_uuid("r", request.query.get("cursor"))
-    if not await pool.fetchval(QUERIES["task_exists"], task_id):
-        raise NotFound(f"no task {request.match_info['id']!r}")
-    rows = await pool.fetch(QUERIES["list_runs"], task_id, before, limit + 1)
-    page = rows[:limit]
-    next_cursor = cursors.encode("r", page[-1]["id"]) if len(rows) > limit else None
-    return respond({"runs": [taskops.run_dict(row) for row in page], "next_cursor": next_cursor})
+    runs = await taskstore.list_runs(
+        request.app[POOL], request.match_info["id"], before=before, limit=limit + 1
+    )
+    page, next_cursor = cursors.page("r", runs, limit, lambda run: run["id"])
+    return respond({"runs": page, "next_cursor": next_cursor})
 
 
 @routes.get("/v1/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
-    return respond(await taskops.get_run(request.app[POOL], request.match_info["run_id"]))
+    return respond(await taskstore.get_run(request.app[POOL], request.match_info["run_id"]))
 
 
 @routes.get("/v1/runs/{run_id}/logs")
@@ -56,18 +49,17 @@ async def logs(request: web.Request) -> web.StreamResponse:
     resumes), the lines so far first, then new ones, and a final `end` event with the run's
     status once the run has ended and every line is out."""
     pool = request.app[POOL]
-    run_id = taskops.parse_id(request.match_info["run_id"], "run")
+    run_id = taskstore.parse_id(request.match_info["run_id"], "run")
     cursor = request.query.get("cursor") or request.headers.get("Last-Event-ID")
     after = cursors.decode_int("l", cursor)
-    if await pool.fetchval(QUERIES["run_status"], run_id) is None:
+    if await taskstore.run_status(pool, run_id) is None:
         raise NotFound(f"no run {request.match_info['run_id']!r}")
     if request.query.get("follow") in ("1", "true", "yes"):
         return await _follow(request, pool, run_id, after)
     limit = limit_param(request, default=1000, maximum=10_000)
-    rows = await pool.fetch(QUERIES["list_logs"], run_id, after, limit + 1)
-    page = rows[:limit]
-    next_cursor = cursors.encode("l", page[-1]["id"]) if len(rows) > limit else None
-    return respond({"logs": [log_dict(row) for row in page], "next_cursor": next_cursor})
+    lines = await taskstore.list_logs(pool, run_id, after=after, limit=limit + 1)
+    page, next_cursor = cursors.page("l", lines, limit, lambda line: line[0])
+    return respond({"logs": [line for _, line in page], "next_cursor": next_cursor})
 
 
 async def _follow(request: web.Request, pool: asyncpg.Pool, run_id: Any, after: int) -> web.StreamResponse:
@@ -81,13 +73,13 @@ async def _follow(request: web.Request, pool: asyncpg.Pool, run_id: Any, after: 
     try:
         while not stopping.is_set():
             # Status first, lines second: lines written before the run ended are then all visible.
-            status = await pool.fetchval(QUERIES["run_status"], run_id)
-            rows = await pool.fetch(QUERIES["list_logs"], run_id, after, FOLLOW_PAGE)
+            status = await taskstore.run_status(pool, run_id)
+            rows = await taskstore.list_logs(pool, run_id, after=after, limit=FOLLOW_PAGE)
             if rows:
-                after = rows[-1]["id"]
+                after = rows[-1][0]
                 chunk = "".join(
-                    f"id: {cursors.encode('l', row['id'])}\nevent: log\ndata: {dumps(log_dict(row))}\n\n"
-                    for row in rows
+                    f"id: {cursors.encode('l', key)}\nevent: log\ndata: {dumps(line)}\n\n"
+                    for key, line in rows
                 )
                 await response.write(chunk.encode())  # one write per page, not per line
                 last_write = loop.time()

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from zephyr import metrics, schedule, taskops
+from zephyr import metrics, schedule, taskstore
 from zephyr.db.queries import QUERIES
 from zephyr.errors import InvalidSchedule, ValidationError
 from zephyr.ids import new_id, new_ids
@@ -91,17 +91,17 @@ async def create_task(
         row = await pool.fetchrow(
             QUERIES["insert_task"],
             *row_values(new_id(), task),
-            taskops.rfc3339(task.next_run_at) if notify_in_transaction else None,
+            taskstore.rfc3339(task.next_run_at) if notify_in_transaction else None,
         )
     if row is not None:
         if not notify_in_transaction:
             notifier.due(task.next_run_at)
         metrics.child(metrics.TASKS_SUBMITTED, task.type).inc()
-        return taskops.task_dict(row), True
+        return taskstore.task_dict(row), True
     existing = await pool.fetchrow(QUERIES["get_task_by_idempotency_key"], task.idempotency_key)
     if existing is None:  # the first one was deleted in between: extremely unlikely; try again
         return await create_task(pool, task, notifier)
-    return taskops.task_dict(existing), False
+    return taskstore.task_dict(existing), False
 
 
 def check_unique_keys(tasks: list[NewTask]) -> None:

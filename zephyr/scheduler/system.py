@@ -7,7 +7,7 @@ import logging
 import prometheus_client
 from aiohttp import web
 
-from zephyr import taskops
+from zephyr import taskstore
 from zephyr.db.queries import QUERIES
 from zephyr.scheduler.http import POOL, respond
 from zephyr.scheduler.openapi import openapi_document
@@ -50,10 +50,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 @routes.get("/v1/workers")
 async def workers(request: web.Request) -> web.Response:
-    return respond({"workers": await taskops.list_workers(request.app[POOL])})
+    return respond({"workers": await taskstore.list_workers(request.app[POOL])})
 
 
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.Response:
-    """Counts are at most a second old (see taskops.stats)."""
-    return respond(await taskops.stats(request.app[POOL]))
+    """Counts are at most a second old (see taskstore.stats)."""
+    return respond(await taskstore.stats(request.app[POOL]))

@@ -6,9 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from zephyr import schedule, taskops
-from zephyr.db.queries import QUERIES
-from zephyr.errors import Conflict, ValidationError
+from zephyr import taskstore
+from zephyr.errors import ValidationError
 from zephyr.scheduler import cursors, submit
 from zephyr.scheduler.http import INSERT_POOL, NOTIFIER, POOL, limit_param, query_param, read_json, respond
 from zephyr.scheduler.schemas import (
@@ -82,24 +81,16 @@ async def list_tasks(request: web.Request) -> web.Response:
     name = query_param(request, "name")
     limit = limit_param(request)
     before = cursors.decode_uuid("t", request.query.get("cursor"))
-    pool = request.app[POOL]
-    fetch = limit + 1
-    if name is not None:
-        rows = await pool.fetch(QUERIES["list_tasks_by_name"], before, fetch, name, status, task_type)
-    elif status is not None:
-        rows = await pool.fetch(QUERIES["list_tasks_by_status"], before, fetch, status, task_type)
-    elif task_type is not None:
-        rows = await pool.fetch(QUERIES["list_tasks_by_type"], before, fetch, task_type)
-    else:
-        rows = await pool.fetch(QUERIES["list_tasks"], before, fetch)
-    page = rows[:limit]
-    next_cursor = cursors.encode("t", page[-1]["id"]) if len(rows) > limit else None
-    return respond({"tasks": [taskops.task_dict(row) for row in page], "next_cursor": next_cursor})
+    tasks = await taskstore.list_tasks(
+        request.app[POOL], before=before, limit=limit + 1, status=status, task_type=task_type, name=name
+    )
+    page, next_cursor = cursors.page("t", tasks, limit, lambda task: task["id"])
+    return respond({"tasks": page, "next_cursor": next_cursor})
 
 
 @routes.get("/v1/tasks/{id}")
 async def get_task(request: web.Request) -> web.Response:
-    return respond(await taskops.get_task(request.app[POOL], request.match_info["id"]))
+    return respond(await taskstore.get_task(request.app[POOL], request.match_info["id"]))
 
 
 @routes.patch("/v1/tasks/{id}")
@@ -107,49 +98,42 @@ async def patch_task(request: web.Request) -> web.Response:
     """Replace `schedule`, `payload`, `priority`, `max_attempts`; 409 while the task runs."""
     patch = validate_patch(await read_json(request))
     pool = request.app[POOL]
-    current = await taskops.get_task(pool, request.match_info["id"])
+    current = await taskstore.get_task(pool, request.match_info["id"])
     payload: dict[str, Any] | None = None
     if patch.payload is not None:
         payload = stored_payload(validate_payload(current["type"], patch.payload))
     schedule_given = "schedule" in patch.model_fields_set
     stored = stored_schedule(patch.schedule)
     next_run_at = first_run_at(stored, submit.utcnow()) if schedule_given else None
-    async with taskops.transaction(pool) as conn:
-        row = await taskops.lock_task(conn, current["id"])
-        if row["status"] == "running":
-            raise Conflict("the task is running; change it once its run has ended")
-        updated = await conn.fetchrow(
-            QUERIES["patch_task"],
-            row["id"],
-            payload,
-            patch.priority,
-            patch.max_attempts,
-            schedule_given,
-            stored,
-            schedule.is_recurring(stored),
-            schedule.wants_overlap(stored),
-            next_run_at,
+    return respond(
+        await taskstore.patch_task(
+            pool,
+            current["id"],
+            payload=payload,
+            priority=patch.priority,
+            max_attempts=patch.max_attempts,
+            schedule_given=schedule_given,
+            stored_schedule=stored,
+            next_run_at=next_run_at,
         )
-        if schedule_given and updated["status"] == "pending":
-            await taskops.notify_due(conn, updated["next_run_at"])
-        return respond(await taskops.get_task(conn, row["id"]))
+    )
 
 
 @routes.post("/v1/tasks/{id}/cancel")
 async def cancel_task(request: web.Request) -> web.Response:
-    return respond(await taskops.cancel_task(request.app[POOL], request.match_info["id"]))
+    return respond(await taskstore.cancel_task(request.app[POOL], request.match_info["id"]))
 
 
 @routes.post("/v1/tasks/{id}/retry")
 async def retry_task(request: web.Request) -> web.Response:
-    return respond(await taskops.retry_task(request.app[POOL], request.match_info["id"]))
+    return respond(await taskstore.retry_task(request.app[POOL], request.match_info["id"]))
 
 
 @routes.post("/v1/tasks/{id}/pause")
 async def pause_task(request: web.Request) -> web.Response:
-    return respond(await taskops.pause_task(request.app[POOL], request.match_info["id"]))
+    return respond(await taskstore.pause_task(request.app[POOL], request.match_info["id"]))
 
 
 @routes.post("/v1/tasks/{id}/resume")
 async def resume_task(request: web.Request) -> web.Response:
-    return respond(await taskops.resume_task(request.app[POOL], request.match_info["id"]))
+    return respond(await taskstore.resume_task(request.app[POOL], request.match_info["id"]))

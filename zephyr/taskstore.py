@@ -1,4 +1,5 @@
-"""Task operations shared by the HTTP API (scheduler) and the Admin gRPC service (coordinator).
+"""Task data access: every read and write of tasks, runs, their logs and workers that the HTTP API
+(scheduler) and the Admin gRPC service (coordinator) make goes through here.
 
 Every function takes `db`, an asyncpg Pool or Connection (a Connection already in a transaction
 is fine: state changes then run in a savepoint), and returns plain dicts in SPEC's
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from zephyr import schedule
 from zephyr.db.queries import QUERIES
 from zephyr.errors import Conflict, NotFound
 
@@ -145,6 +147,39 @@ async def get_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
     return task_dict(row)
 
 
+async def list_tasks(
+    db: DB,
+    *,
+    before: uuid.UUID,
+    limit: int,
+    status: str | None = None,
+    task_type: str | None = None,
+    name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` tasks with ids below `before`, newest first, filtered by the filters given
+    (they combine); each call is one index range scan."""
+    if name is not None:
+        rows = await db.fetch(QUERIES["list_tasks_by_name"], before, limit, name, status, task_type)
+    elif status is not None:
+        rows = await db.fetch(QUERIES["list_tasks_by_status"], before, limit, status, task_type)
+    elif task_type is not None:
+        rows = await db.fetch(QUERIES["list_tasks_by_type"], before, limit, task_type)
+    else:
+        rows = await db.fetch(QUERIES["list_tasks"], before, limit)
+    return [task_dict(row) for row in rows]
+
+
+async def list_runs(
+    db: DB, task_id: str | uuid.UUID, *, before: uuid.UUID, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` runs of the task with ids below `before`, newest first; NotFound when there is
+    no such task."""
+    tid = parse_id(task_id)
+    if not await db.fetchval(QUERIES["task_exists"], tid):
+        raise NotFound(f"no task {str(task_id)!r}")
+    return [run_dict(row) for row in await db.fetch(QUERIES["list_runs"], tid, before, limit)]
+
+
 async def get_run(db: DB, run_id: str | uuid.UUID) -> dict[str, Any]:
     """One run; NotFound if there is none."""
     rid = parse_id(run_id, "run")
@@ -152,6 +187,24 @@ async def get_run(db: DB, run_id: str | uuid.UUID) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no run {str(run_id)!r}")
     return run_dict(row)
+
+
+async def run_status(db: DB, run_id: uuid.UUID) -> str | None:
+    """The run's status; None when there is no such run (any more)."""
+    status: str | None = await db.fetchval(QUERIES["run_status"], run_id)
+    return status
+
+
+def log_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `task_logs` row as SPEC's log line."""
+    return {"ts": rfc3339(row["ts"]), "stream": row["stream"], "line": row["line"]}
+
+
+async def list_logs(db: DB, run_id: uuid.UUID, *, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to `limit` log lines of the run with ids above `after`, oldest first, each with its id
+    (the key a next read continues after)."""
+    rows = await db.fetch(QUERIES["list_logs"], run_id, after, limit)
+    return [(row["id"], log_dict(row)) for row in rows]
 
 
 async def list_workers(db: DB) -> list[dict[str, Any]]:
@@ -216,6 +269,7 @@ async def stats(
 
 
 async def lock_task(conn: asyncpg.Connection, task_id: str | uuid.UUID) -> asyncpg.Record:
+    """Lock the task's row for the rest of the transaction; NotFound when there is none."""
     row = await conn.fetchrow(QUERIES["lock_task"], parse_id(task_id))
     if row is None:
         raise NotFound(f"no task {str(task_id)!r}")
@@ -274,3 +328,49 @@ async def resume_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
         elif row["status"] != "pending":
             raise Conflict(f"the task is {row['status']}; only paused tasks can be resumed")
         return await get_task(conn, row["id"])
+
+
+async def patch_task(
+    db: DB,
+    task_id: str | uuid.UUID,
+    *,
+    payload: dict[str, Any] | None,
+    priority: int | None,
+    max_attempts: int | None,
+    schedule_given: bool,
+    stored_schedule: dict[str, Any] | None,
+    next_run_at: datetime | None,
+) -> dict[str, Any]:
+    """Replace the fields given (None: unchanged), in stored form; with `schedule_given` the
+    schedule becomes `stored_schedule` and a pending or paused task's next firing `next_run_at`
+    (coordinators are told when the task is pending). A running task raises Conflict."""
+    async with transaction(db) as conn:
+        row = await lock_task(conn, task_id)
+        if row["status"] == "running":
+            raise Conflict("the task is running; change it once its run has ended")
+        updated = await conn.fetchrow(
+            QUERIES["patch_task"],
+            row["id"],
+            payload,
+            priority,
+            max_attempts,
+            schedule_given,
+            stored_schedule,
+            schedule.is_recurring(stored_schedule),
+            schedule.wants_overlap(stored_schedule),
+            next_run_at,
+        )
+        if schedule_given and updated["status"] == "pending":
+            await notify_due(conn, updated["next_run_at"])
+        return await get_task(conn, row["id"])
+
+
+async def drain_worker(db: DB, worker_id: str) -> dict[str, Any]:
+    """A live worker -> `draining`, and `zephyr_drain` notified in the same transaction so the
+    coordinator holding its stream sends Drain. NotFound for an unknown or gone worker."""
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(QUERIES["set_worker_draining"], worker_id)
+        if row is None:
+            raise NotFound(f"no live worker {worker_id!r}")
+        await conn.execute(QUERIES["notify_drain"], worker_id)
+    return worker_dict(row)
