@@ -12,7 +12,7 @@ The rules:
 - The coordinator (its entry module and every module of `zephyr.coordinator`) loads nothing of
   `zephyr.worker` or `zephyr.scheduler`.
 - The worker (its entry module and every module of `zephyr.worker`, every executor included)
-  loads nothing of `zephyr.db`, `zephyr.taskops`, `zephyr.scheduler` or `zephyr.coordinator`:
+  loads nothing of `zephyr.db`, `zephyr.taskstore`, `zephyr.scheduler` or `zephyr.coordinator`:
   workers hold no database credentials and never touch Zephyr's tables. The one database driver
   use allowed is the publish executor's own asyncpg connection for NOTIFY, so `asyncpg` itself
   may be loaded; the product's pool and named queries (`zephyr.db.*`) may not.
@@ -72,7 +72,7 @@ def test_import_zephyr_loads_no_service_database_or_grpc_code() -> None:
         (
             "worker",
             "zephyr.worker",
-            ("zephyr.db", "zephyr.taskops", "zephyr.scheduler", "zephyr.coordinator"),
+            ("zephyr.db", "zephyr.taskstore", "zephyr.scheduler", "zephyr.coordinator"),
         ),
     ],
 )
