@@ -10,7 +10,7 @@ import asyncpg
 
 from tests.integration.test_coordinator import runs_of, task_status
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
-from zephyr import ids, taskops
+from zephyr import ids, taskstore
 from zephyr.coordinator.completions import Backoff, CompletionBatcher
 from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.registry import Registry
@@ -35,7 +35,7 @@ async def test_a_cancel_between_the_claim_and_the_overlap_reschedule_stands(db: 
     [task_id] = await insert_tasks(db, schedule=EVERY_HOUR, recurring=True, overlap=True)
     rows = await claim_for(db, "w1")
     assert len(rows) == 1
-    await taskops.cancel_task(db, str(task_id))
+    await taskstore.cancel_task(db, str(task_id))
     async with db.acquire() as conn:
         await Dispatcher._reschedule_overlapping(conn, rows)
     # Before the fix the reschedule put the cancelled task back to pending: it ran forever.
@@ -53,7 +53,7 @@ async def test_runs_never_delivered_give_their_attempt_back(db: asyncpg.Pool) ->
         assert await batcher.drain(10)
     finally:
         await batcher.close()
-    task = await taskops.get_task(db, str(task_id))
+    task = await taskstore.get_task(db, str(task_id))
     # Before the fix the undelivered run used up the task's only attempt: dead, never run.
     assert (task["status"], task["attempts"]) == ("pending", 0)
     [run] = await runs_of(db, task_id)
@@ -80,6 +80,6 @@ async def test_a_lost_firing_of_an_overlap_task_runs_again(database_url: str, db
     runs = await runs_of(db, task_id)
     assert [r["status"] for r in runs] == ["lost", "succeeded"]
     assert runs[0]["scheduled_for"] == runs[1]["scheduled_for"]
-    task = await taskops.get_task(db, str(task_id))
+    task = await taskstore.get_task(db, str(task_id))
     next_run_at = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
     assert task["status"] == "pending" and next_run_at > datetime.now(UTC) + timedelta(minutes=50)
