@@ -282,9 +282,9 @@ async def notify_due(conn: asyncpg.Connection, next_run_at: datetime | None) -> 
 
 
 async def cancel_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
-    """pending/paused/running -> cancelled; running runs get `cancel_requested` and a
-    `zephyr_cancel` notification each, so the coordinator holding the worker stops them.
-    A terminal task (succeeded, dead, cancelled) raises Conflict."""
+    """pending/paused/running -> cancelled; running runs get a `zephyr_cancel` notification each,
+    so the coordinator holding the worker stops them. Locks the task only, never its runs (the
+    lock order of docs/design.md). A terminal task (succeeded, dead, cancelled) raises Conflict."""
     async with transaction(db) as conn:
         row = await lock_task(conn, task_id)
         if row["status"] in TERMINAL_TASK_STATUSES:

@@ -154,14 +154,13 @@ SELECT id, type, status, next_run_at FROM tasks WHERE id = $1 FOR UPDATE
 UPDATE tasks SET status = 'cancelled', next_run_at = NULL, updated_at = now() WHERE id = $1
 
 -- name: request_run_cancels
--- Marks the task's running runs for cancellation and tells the coordinators (the one holding the
--- run's worker stream sends Cancel). $1 task id
-WITH r AS (
-    UPDATE task_runs SET cancel_requested = true
-    WHERE task_id = $1 AND status = 'running'
-    RETURNING id
-)
-SELECT r.id, pg_notify('zephyr_cancel', r.id::text)::text AS notified FROM r
+-- Tells the coordinators to stop the task's running runs (the one holding the run's worker stream
+-- sends Cancel). Reads the runs without locking them: the cancel locks only the task, so it can
+-- never wait in a cycle with a run's ending, which locks the run and then its task. The cancel
+-- sweep finds the runs again by their task's status. $1 task id
+SELECT r.id, pg_notify('zephyr_cancel', r.id::text)::text AS notified
+FROM task_runs r
+WHERE r.task_id = $1 AND r.status = 'running'
 
 -- name: set_task_retried
 -- A dead task runs again now with its attempts reset. $1 task id

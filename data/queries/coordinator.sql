@@ -205,10 +205,11 @@ SET lease_expires_at = now() + make_interval(secs => $2::float8),
 WHERE id = $1;
 
 -- name: cancel_requested_runs
--- Running runs whose cancel was asked, among the given workers.
+-- Running runs of cancelled tasks, among the given workers.
 -- $1 worker_ids text[]
-SELECT id, attempt, worker_id FROM task_runs
-WHERE status = 'running' AND cancel_requested AND worker_id = ANY ($1::text[]);
+SELECT r.id, r.attempt, r.worker_id FROM task_runs r
+JOIN tasks t ON t.id = r.task_id
+WHERE r.status = 'running' AND t.status = 'cancelled' AND r.worker_id = ANY ($1::text[]);
 
 -- name: run_for_cancel
 -- $1 run_id uuid

@@ -75,19 +75,17 @@ async def test_cancel_pending_task(api: Api) -> None:
     assert body["status"] == "cancelled" and body["next_run_at"] is None
 
 
-async def test_cancel_running_task_flags_the_run_and_notifies(api: Api, database_url: str) -> None:
+async def test_cancel_running_task_notifies_its_running_run(api: Api, database_url: str) -> None:
     task = await create(api)
     await set_status(api, task["id"], "running")
     run_id = await add_run(api, task["id"])
-    finished = await add_run(api, task["id"], "failed")
+    await add_run(api, task["id"], "failed")
     listener = await Listener("zephyr_cancel").start(database_url)
     try:
         status, body = await api.call("POST", f"/v1/tasks/{task['id']}/cancel")
         assert status == 200 and body["status"] == "cancelled"
         assert await listener.next() == str(run_id)
-        flags = dict(await api.pool.fetch("SELECT id, cancel_requested FROM task_runs"))
-        assert flags == {run_id: True, finished: False}
-        assert listener.got.empty()
+        assert listener.got.empty()  # not the finished run
     finally:
         await listener.close()
 

@@ -4,6 +4,7 @@ runs again."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -14,6 +15,7 @@ from zephyr import ids, taskstore
 from zephyr.coordinator.completions import Backoff, CompletionBatcher
 from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.registry import Registry
+from zephyr.db.pool import connect
 from zephyr.db.queries import QUERIES
 
 BACKOFF = Backoff(0.05, 0.2)
@@ -83,3 +85,36 @@ async def test_a_lost_firing_of_an_overlap_task_runs_again(database_url: str, db
     task = await taskstore.get_task(db, str(task_id))
     next_run_at = datetime.fromisoformat(task["next_run_at"].replace("Z", "+00:00"))
     assert task["status"] == "pending" and next_run_at > datetime.now(UTC) + timedelta(minutes=50)
+
+
+async def test_a_cancel_never_waits_for_a_run_ending_in_progress(database_url: str, db: asyncpg.Pool) -> None:
+    """An ending locks its run, then its task; the cancel API locks the task. Before the fix the
+    cancel also locked the task's runs, task first: against an ending in progress that is a
+    deadlock (PostgreSQL aborted one of them, the API answered 500)."""
+    [task_id] = await insert_tasks(db)
+    [row] = await claim_for(db, "w1")
+    ending = await connect(database_url)
+    try:
+        async with ending.transaction():
+            # The ending's first statement: the run is locked (and ended) until this commits.
+            ended = await ending.fetch(
+                QUERIES["finish_runs"], [row["run_id"]], [1], ["w1"], ["failed"], [None], [None]
+            )
+            assert len(ended) == 1
+            # The cancel commits meanwhile: it needs the task only.
+            cancelled = await asyncio.wait_for(taskstore.cancel_task(db, str(task_id)), 5)
+            assert cancelled["status"] == "cancelled"
+            # The ending's second statement finds the task cancelled and leaves it so.
+            await ending.execute(
+                QUERIES["update_tasks_after_runs"],
+                [task_id],
+                [row["run_id"]],
+                ["running"],
+                ["pending"],
+                [None],
+                [1],
+                [False],
+            )
+    finally:
+        await ending.close()
+    assert await task_status(db, task_id) == "cancelled"

@@ -3,7 +3,7 @@
 - lease rescue: workers past their lease become `gone`; their running runs end `lost` and their
   tasks retry or dead-letter like after a failure;
 - timeout backstop: running runs past `deadline_at` (timeout_s + grace) end `timed_out`;
-- cancel sweep: running runs with `cancel_requested` on workers connected here get a cancel sent
+- cancel sweep: running runs of cancelled tasks on workers connected here get a cancel sent
   (in case the `zephyr_cancel` notification was missed);
 - misrouted runs: runs claimed here for a worker that had already moved to another coordinator
   (pushed down a stream it had left) end `lost`;
