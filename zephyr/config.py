@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
+from zephyr import tls
 from zephyr.errors import ConfigError
 
 C = TypeVar("C")
@@ -95,6 +97,15 @@ def parse_regex(text: str) -> str:
     return text
 
 
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
+
+
 def parse_log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError("must be 'text' or 'json'")
@@ -115,6 +126,43 @@ def setting(
         repr=not secret,
         metadata={"env": env, "parse": parse, "help": help, "secret": secret},
     )
+
+
+def tls_cert_setting(meaning: str) -> Any:
+    return setting("ZEPHYR_TLS_CERT", None, str, f"PEM certificate file: {meaning}")
+
+
+def tls_key_setting() -> Any:
+    return setting("ZEPHYR_TLS_KEY", None, str, "PEM private key of ZEPHYR_TLS_CERT")
+
+
+def tls_ca_setting(meaning: str) -> Any:
+    return setting("ZEPHYR_TLS_CA", None, str, f"PEM CA file: {meaning}")
+
+
+def allow_plaintext_setting() -> Any:
+    return setting(
+        "ZEPHYR_ALLOW_PLAINTEXT", False, parse_bool, "1: listen or connect beyond loopback without TLS"
+    )
+
+
+def require_secure(variable: str, addr: Addr, tls: bool, allow_plaintext: bool) -> None:
+    """Beyond loopback, traffic is encrypted unless ZEPHYR_ALLOW_PLAINTEXT says otherwise."""
+    if not addr.is_loopback and not tls and not allow_plaintext:
+        raise ConfigError(
+            f"{variable}: {addr} is not loopback and TLS is off; set ZEPHYR_TLS_CERT and ZEPHYR_TLS_KEY "
+            "(workers: ZEPHYR_TLS_CA), or ZEPHYR_ALLOW_PLAINTEXT=1 to send tokens in clear"
+        )
+
+
+def warn_plaintext(logger: logging.Logger, addrs: Iterable[Addr | None], encrypted: bool) -> None:
+    """Log a warning for each address beyond loopback that traffic reaches in clear."""
+    for addr in addrs:
+        if addr is not None and not addr.is_loopback and not encrypted:
+            logger.warning(
+                "%s is beyond loopback and TLS is off (ZEPHYR_ALLOW_PLAINTEXT=1): tokens travel in clear",
+                addr,
+            )
 
 
 def default_worker_id() -> str:
@@ -158,6 +206,9 @@ class SchedulerConfig(DatabaseConfig):
         "ZEPHYR_MAX_BODY_BYTES", 1024 * 1024, parse_positive_int, "largest request body accepted"
     )
     db_pool_size: int = setting("ZEPHYR_DB_POOL_SIZE", 10, parse_positive_int, "database connections")
+    tls_cert: str | None = tls_cert_setting("serve HTTPS")
+    tls_key: str | None = tls_key_setting()
+    allow_plaintext: bool = allow_plaintext_setting()
 
     def validate(self) -> None:
         if not self.http_addr.is_loopback and not self.api_tokens:
@@ -165,6 +216,8 @@ class SchedulerConfig(DatabaseConfig):
                 f"ZEPHYR_HTTP_ADDR: {self.http_addr} is not loopback and ZEPHYR_API_TOKENS is unset; "
                 "set tokens to listen beyond this machine"
             )
+        require_secure("ZEPHYR_HTTP_ADDR", self.http_addr, bool(self.tls_cert), self.allow_plaintext)
+        tls.check_pair(self.tls_cert, self.tls_key)
 
 
 @dataclass(frozen=True)
@@ -196,6 +249,10 @@ class CoordinatorConfig(DatabaseConfig):
     )
     coordinator_id: str = setting("ZEPHYR_COORDINATOR_ID", "", str, "id (default: host-pid)")
     db_pool_size: int = setting("ZEPHYR_DB_POOL_SIZE", 10, parse_positive_int, "database connections")
+    tls_cert: str | None = tls_cert_setting("serve gRPC (and /metrics) over TLS")
+    tls_key: str | None = tls_key_setting()
+    tls_ca: str | None = tls_ca_setting("require client certificates issued by it (mutual TLS)")
+    allow_plaintext: bool = allow_plaintext_setting()
 
     def validate(self) -> None:
         if not self.grpc_addr.is_loopback and not self.cluster_token:
@@ -207,6 +264,14 @@ class CoordinatorConfig(DatabaseConfig):
             raise ConfigError(
                 f"ZEPHYR_METRICS_ADDR: {self.metrics_addr} is not loopback and ZEPHYR_CLUSTER_TOKEN is unset"
             )
+        secure = bool(self.tls_cert)
+        require_secure("ZEPHYR_GRPC_ADDR", self.grpc_addr, secure, self.allow_plaintext)
+        if self.metrics_addr:
+            require_secure("ZEPHYR_METRICS_ADDR", self.metrics_addr, secure, self.allow_plaintext)
+        tls.check_pair(self.tls_cert, self.tls_key)
+        if self.tls_ca and not self.tls_cert:
+            raise ConfigError("ZEPHYR_TLS_CA: mutual TLS needs TLS: set ZEPHYR_TLS_CERT and ZEPHYR_TLS_KEY")
+        tls.check_ca(self.tls_ca)
         if self.heartbeat_s >= self.lease_s:
             raise ConfigError("ZEPHYR_LEASE_S: must be longer than ZEPHYR_HEARTBEAT_S")
 
@@ -246,12 +311,31 @@ class WorkerConfig(CommonConfig):
     log_lines_per_run: int = setting(
         "ZEPHYR_LOG_LINES_PER_RUN", 10_000, parse_positive_int, "log lines kept per run"
     )
+    tls_ca: str | None = tls_ca_setting("the coordinators' certificates must chain to it (TLS on)")
+    tls_cert: str | None = tls_cert_setting("client certificate for mutual TLS (names the worker id)")
+    tls_key: str | None = tls_key_setting()
+    allow_plaintext: bool = allow_plaintext_setting()
 
     def validate(self) -> None:
         if self.metrics_addr and not self.metrics_addr.is_loopback and not self.cluster_token:
             raise ConfigError(
                 f"ZEPHYR_METRICS_ADDR: {self.metrics_addr} is not loopback and ZEPHYR_CLUSTER_TOKEN is unset"
             )
+        for addr in self.coordinators:
+            require_secure("ZEPHYR_COORDINATORS", addr, bool(self.tls_ca), self.allow_plaintext)
+        if self.metrics_addr:
+            require_secure(
+                "ZEPHYR_METRICS_ADDR", self.metrics_addr, bool(self.tls_cert), self.allow_plaintext
+            )
+        tls.check_pair(self.tls_cert, self.tls_key)
+        if self.tls_cert and not self.tls_ca:
+            raise ConfigError("ZEPHYR_TLS_CERT: a client certificate needs TLS: set ZEPHYR_TLS_CA")
+        tls.check_ca(self.tls_ca)
+
+    @property
+    def client_tls(self) -> tls.ClientTls | None:
+        """How the worker reaches coordinators over TLS (None: plaintext)."""
+        return tls.ClientTls(self.tls_ca, self.tls_cert, self.tls_key) if self.tls_ca else None
 
     @property
     def effective_worker_id(self) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zephyr.config import Addr
+from zephyr.tls import server_ssl_context
 
 TOKEN_KEY = web.AppKey("token", str)
 
@@ -25,13 +26,18 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def serve_metrics(addr: Addr, token: str | None = None) -> web.AppRunner:
-    """Start serving /metrics on `addr`; the caller cleans the returned runner up."""
+async def serve_metrics(
+    addr: Addr, token: str | None = None, *, tls_pair: tuple[str | None, str | None] = (None, None)
+) -> web.AppRunner:
+    """Start serving /metrics on `addr` (HTTPS when `tls_pair` holds a certificate and its key);
+    the caller cleans the returned runner up."""
     app = web.Application()
     if token:
         app[TOKEN_KEY] = token
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, addr.host, addr.port).start()
+    cert, key = tls_pair
+    ssl_context = server_ssl_context(cert, key) if cert and key else None
+    await web.TCPSite(runner, addr.host, addr.port, ssl_context=ssl_context).start()
     return runner

@@ -16,9 +16,10 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -121,25 +122,32 @@ class Cluster:
         if exc is not None:
             print(self.dump_logs())
 
-    def spawn(self, service: str, **env: str) -> Service:
+    def spawn(self, service: str, wrap: Sequence[str] = (), **env: str) -> Service:
+        """Start `zephyr <service>` (behind the `wrap` command, e.g. `ip netns exec NS`)."""
         self._counter += 1
         name = f"{service}-{self._counter}"
         merged = {**self.base_env, **env}
-        argv = [sys.executable, "-m", "zephyr.cli.main", service]
+        argv = [*wrap, sys.executable, "-m", "zephyr.cli.main", service]
         proc = Service(name, argv, merged, self.tmp_path / f"{name}.log")
         self.services.append(proc)
         return proc
 
-    async def start_scheduler(self, **env: str) -> Service:
+    async def start_scheduler(self, tls_ca: str | None = None, **env: str) -> Service:
+        """A scheduler on a free loopback port; with `tls_ca` it serves HTTPS (ZEPHYR_TLS_CERT/KEY
+        in `env`) and readiness is checked against that CA."""
         port = free_port()
         proc = self.spawn("scheduler", ZEPHYR_HTTP_ADDR=f"127.0.0.1:{port}", **env)
-        proc.addr = f"http://127.0.0.1:{port}"
+        proc.addr = f"{'https' if tls_ca else 'http'}://127.0.0.1:{port}"
         self.api_url = self.api_url or proc.addr
+        ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
 
         async def ready() -> bool:
             self._check_alive(proc)
             try:
-                async with aiohttp.ClientSession() as session, session.get(f"{proc.addr}/readyz") as resp:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{proc.addr}/readyz", ssl=ssl_context) as resp,
+                ):
                     return resp.status == 200
             except aiohttp.ClientError:
                 return False
@@ -147,19 +155,28 @@ class Cluster:
         await wait_until(ready, what=f"{proc.name} /readyz")
         return proc
 
-    async def start_coordinator(self, **env: str) -> Service:
+    async def start_coordinator(
+        self, host: str = "127.0.0.1", credentials: Any = None, **env: str
+    ) -> Service:
+        """A coordinator on a free port of `host`; with gRPC channel `credentials` (TLS settings
+        in `env`) its health is checked over TLS."""
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         port = int(env.pop("port", 0) or free_port())
-        proc = self.spawn("coordinator", ZEPHYR_GRPC_ADDR=f"127.0.0.1:{port}", **env)
-        proc.addr = f"127.0.0.1:{port}"
+        proc = self.spawn("coordinator", ZEPHYR_GRPC_ADDR=f"{host}:{port}", **env)
+        proc.addr = f"{host}:{port}"
         self.coordinator_addrs.append(proc.addr)
+
+        def open_channel() -> Any:
+            if credentials is None:
+                return grpc.aio.insecure_channel(proc.addr)
+            return grpc.aio.secure_channel(proc.addr, credentials)
 
         async def serving() -> bool:
             self._check_alive(proc)
             try:
-                async with grpc.aio.insecure_channel(proc.addr) as channel:
+                async with open_channel() as channel:
                     stub = health_pb2_grpc.HealthStub(channel)
                     reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -169,10 +186,10 @@ class Cluster:
         await wait_until(serving, what=f"{proc.name} health")
         return proc
 
-    async def start_worker(self, wait: bool = True, **env: str) -> Service:
+    async def start_worker(self, wait: bool = True, wrap: Sequence[str] = (), **env: str) -> Service:
         worker_id = env.pop("ZEPHYR_WORKER_ID", f"test-worker-{len(self.services) + 1}")
         env.setdefault("ZEPHYR_COORDINATORS", ",".join(self.coordinator_addrs))
-        proc = self.spawn("worker", ZEPHYR_WORKER_ID=worker_id, **env)
+        proc = self.spawn("worker", wrap, ZEPHYR_WORKER_ID=worker_id, **env)
         proc.addr = worker_id
         if wait:
             await self.wait_worker_active(proc)

@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API address (default: ZEPHYR_URL, else http://127.0.0.1:8080)")
     common.add_argument("--token", help="bearer token (default: ZEPHYR_TOKEN)")
+    common.add_argument(
+        "--tls-ca", help="CA file an https API's certificate must chain to (default: ZEPHYR_TLS_CA)"
+    )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     submit = subparsers.add_parser("submit", parents=[common], help="create a task")
@@ -76,7 +79,7 @@ def register(subparsers: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.token)
+    return Client(args.url, args.token, tls_ca=args.tls_ca)
 
 
 def _run(args: argparse.Namespace, body: Callable[[Client], None]) -> int:

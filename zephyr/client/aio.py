@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from zephyr.tls import client_ssl_context
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -31,12 +33,20 @@ def _query(**params: Any) -> dict[str, str]:
 
 class AsyncClient:
     """One HTTP session to the API at `url` (default ZEPHYR_URL, else http://127.0.0.1:8080)
-    with bearer `token` (default ZEPHYR_TOKEN). Use as `async with`, or call `close()`."""
+    with bearer `token` (default ZEPHYR_TOKEN); an https API's certificate must chain to the CA
+    file `tls_ca` (default ZEPHYR_TLS_CA, else the system's CAs). Use as `async with`, or call
+    `close()`."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        tls_ca: str | None = None,
     ):
         self.url = (url or os.environ.get("ZEPHYR_URL") or DEFAULT_URL).rstrip("/")
+        self._tls_ca = tls_ca or os.environ.get("ZEPHYR_TLS_CA") or None
         token = token if token is not None else os.environ.get("ZEPHYR_TOKEN")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -57,7 +67,10 @@ class AsyncClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            connector = aiohttp.TCPConnector(ssl=client_ssl_context(self._tls_ca))
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout, connector=connector
+            )
         return self._session
 
     async def request(self, method: str, path: str, *, json_body: Any = None, **kwargs: Any) -> Any:

@@ -17,10 +17,15 @@ class Client:
     """Same methods and arguments as AsyncClient, blocking."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        tls_ca: str | None = None,
     ):
         self._runner = asyncio.Runner()
-        self._async = AsyncClient(url, token, timeout_s=timeout_s)
+        self._async = AsyncClient(url, token, timeout_s=timeout_s, tls_ca=tls_ca)
         self.url = self._async.url
 
     def __enter__(self) -> Client:

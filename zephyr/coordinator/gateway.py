@@ -26,6 +26,7 @@ from zephyr.coordinator.registry import Registry, WorkerSession
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.runoutput import MAX_ERROR_CHARS, MESSAGE_BUDGET_BYTES, Unstorable, check_result_json, clean_text
+from zephyr.tls import peer_names
 from zephyr.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,10 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
         coordinator_id: str,
         heartbeat_s: float,
         lease_s: float,
+        check_peer_identity: bool = False,
     ) -> None:
         self._pool = pool
+        self._check_peer_identity = check_peer_identity
         self._registry = registry
         self._batcher = batcher
         self._logs = logs
@@ -82,6 +85,17 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.worker_id: required")
         if reg.capacity < 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.capacity: must be at least 1")
+        if self._check_peer_identity:
+            names = peer_names(context)
+            if reg.worker_id not in names:
+                log.warning(
+                    "refused worker %r: its client certificate names %s", reg.worker_id, sorted(names)
+                )
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"register.worker_id {reg.worker_id!r} is not a name of the client certificate "
+                    f"(subject CN or DNS SAN: {', '.join(sorted(names)) or 'none'})",
+                )
         session = WorkerSession(reg.worker_id, reg.capacity, frozenset(reg.task_types))
         previous = self._registry.get(reg.worker_id)
         if previous is not None:

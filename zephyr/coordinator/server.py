@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from zephyr.config import CoordinatorConfig
+from zephyr.config import CoordinatorConfig, warn_plaintext
 from zephyr.coordinator.admin import Admin
 from zephyr.coordinator.auth import TokenInterceptor
 from zephyr.coordinator.completions import Backoff, CompletionBatcher
@@ -36,6 +36,7 @@ from zephyr.db.pool import create_pool
 from zephyr.errors import StartupError
 from zephyr.metrics_http import serve_metrics
 from zephyr.rpc import SERVER_OPTIONS
+from zephyr.tls import grpc_server_credentials
 from zephyr.v1 import admin_pb2, admin_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ async def _serve(
         coordinator_id=coordinator_id,
         heartbeat_s=config.heartbeat_s,
         lease_s=config.lease_s,
+        check_peer_identity=bool(config.tls_ca),
     )
     dispatcher = Dispatcher(
         claim_pool,
@@ -174,7 +176,11 @@ async def _serve(
     )
     server, health = _grpc_server(config, gateway, Admin(pool))
     metrics_runner = (
-        await serve_metrics(config.metrics_addr, config.cluster_token) if config.metrics_addr else None
+        await serve_metrics(
+            config.metrics_addr, config.cluster_token, tls_pair=(config.tls_cert, config.tls_key)
+        )
+        if config.metrics_addr
+        else None
     )
 
     batcher.start()
@@ -189,7 +195,13 @@ async def _serve(
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in ("zephyr.v1.WorkerGateway", "zephyr.v1.Admin"):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator %s listening on %s", coordinator_id, config.grpc_addr)
+    log.info(
+        "coordinator %s listening on %s (%s)",
+        coordinator_id,
+        config.grpc_addr,
+        ("mutual TLS" if config.tls_ca else "TLS") if config.tls_cert else "plaintext",
+    )
+    warn_plaintext(log, (config.grpc_addr, config.metrics_addr), bool(config.tls_cert))
     gc.freeze()  # start-up's objects live as long as the process: keep them out of full collections
     failure: BaseException | None = None
     try:
@@ -233,7 +245,11 @@ def _grpc_server(
         server,
     )
     try:
-        bound = server.add_insecure_port(str(config.grpc_addr))
+        if config.tls_cert and config.tls_key:
+            credentials = grpc_server_credentials(config.tls_cert, config.tls_key, config.tls_ca)
+            bound = server.add_secure_port(str(config.grpc_addr), credentials)
+        else:
+            bound = server.add_insecure_port(str(config.grpc_addr))
     except RuntimeError as exc:  # grpcio raises on a port in use; older versions returned 0
         raise StartupError(f"ZEPHYR_GRPC_ADDR: cannot listen on {config.grpc_addr}: {exc}") from None
     if bound == 0:

@@ -10,7 +10,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from zephyr.config import SchedulerConfig
+from zephyr.config import SchedulerConfig, warn_plaintext
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
@@ -18,6 +18,7 @@ from zephyr.scheduler import runs, system, tasks
 from zephyr.scheduler.http import CONFIG, INSERT_POOL, NOTIFIER, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 from zephyr.scheduler.notifier import DueNotifier
+from zephyr.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,24 @@ async def serve(config: SchedulerConfig, stop: asyncio.Event) -> None:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.http_addr.host, config.http_addr.port, reuse_address=True)
+            ssl_context = (
+                server_ssl_context(config.tls_cert, config.tls_key)
+                if config.tls_cert and config.tls_key
+                else None
+            )
+            site = web.TCPSite(
+                runner,
+                config.http_addr.host,
+                config.http_addr.port,
+                reuse_address=True,
+                ssl_context=ssl_context,
+            )
             try:
                 await site.start()
             except OSError as exc:
                 raise StartupError(f"ZEPHYR_HTTP_ADDR: cannot listen on {config.http_addr}: {exc}") from exc
-            log.info("scheduler listening on http://%s", config.http_addr)
+            log.info("scheduler listening on %s://%s", "https" if ssl_context else "http", config.http_addr)
+            warn_plaintext(log, (config.http_addr,), ssl_context is not None)
             # What starting made (modules, pydantic's validators, the pools) lives as long as the
             # process: keep it out of the collector's full passes, which the garbage of batch
             # requests triggers every few seconds and which cost ~27 ms each with it.

@@ -16,7 +16,7 @@ import gc
 import logging
 import os
 
-from zephyr.config import WorkerConfig
+from zephyr.config import WorkerConfig, warn_plaintext
 from zephyr.errors import ConfigError
 from zephyr.metrics_http import serve_metrics
 from zephyr.worker.connection import Connection
@@ -61,8 +61,15 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         heartbeat_s=config.heartbeat_s,
         runner=runner,
         outbox=outbox,
+        tls=config.client_tls,
     )
-    metrics = await serve_metrics(config.metrics_addr, config.cluster_token) if config.metrics_addr else None
+    metrics = (
+        await serve_metrics(
+            config.metrics_addr, config.cluster_token, tls_pair=(config.tls_cert, config.tls_key)
+        )
+        if config.metrics_addr
+        else None
+    )
     log.info(
         "worker %s: %d slots, types %s, coordinators %s",
         connection.worker_id,
@@ -70,6 +77,8 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         ",".join(sorted(executors)),
         ",".join(map(str, config.coordinators)),
     )
+    warn_plaintext(log, config.coordinators, config.client_tls is not None)
+    warn_plaintext(log, (config.metrics_addr,), bool(config.tls_cert))
     gc.freeze()  # start-up's objects live as long as the process: keep them out of full collections
     stream = asyncio.create_task(connection.run(), name="connection")
     stopping = asyncio.create_task(stop.wait())

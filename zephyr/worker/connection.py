@@ -30,6 +30,7 @@ from zephyr import __version__
 from zephyr.config import Addr
 from zephyr.metrics import WORKER_RECONNECTS
 from zephyr.rpc import CHANNEL_OPTIONS, auth_metadata, backoff_s
+from zephyr.tls import ClientTls
 from zephyr.v1 import worker_pb2 as pb
 from zephyr.v1 import worker_pb2_grpc as pb_grpc
 from zephyr.worker.outbox import Outbox
@@ -67,8 +68,10 @@ class Connection:
         heartbeat_s: float,
         runner: Runner,
         outbox: Outbox,
+        tls: ClientTls | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self.tls = tls
         self.addrs = list(addrs)
         self.token = token
         self.task_types = sorted(task_types)
@@ -94,6 +97,7 @@ class Connection:
             except (StreamLost, grpc.aio.AioRpcError, OSError, TimeoutError) as exc:
                 was_registered = self.registered.is_set()
                 log.warning("stream to %s lost: %s", addr, _describe(exc))
+                await self._explain_tls(exc, addr)
             finally:
                 self.registered.clear()
                 self.outbox.set_connected(False)
@@ -105,6 +109,16 @@ class Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
 
+    async def _explain_tls(self, exc: BaseException, addr: Addr) -> None:
+        """Log, as an error, why a failed connection is TLS's doing (a refused certificate)."""
+        if self.tls is None or not isinstance(exc, grpc.aio.AioRpcError):
+            return
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            return
+        reason = await asyncio.to_thread(self.tls.explain, exc.details() or "", addr.host, addr.port)
+        if reason:
+            log.error("%s: %s", addr, reason)
+
     def close(self) -> None:
         """Ask `run()` to end: the current stream is half-closed and dropped."""
         self._closing.set()
@@ -114,7 +128,11 @@ class Connection:
 
     async def _session(self, addr: Addr) -> bool:
         """One stream's life; True when it got as far as Registered before ending."""
-        async with grpc.aio.insecure_channel(str(addr), options=CHANNEL_OPTIONS) as channel:
+        if self.tls is None:
+            channel = grpc.aio.insecure_channel(str(addr), options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.aio.secure_channel(str(addr), self.tls.credentials(), options=CHANNEL_OPTIONS)
+        async with channel:
             call = pb_grpc.WorkerGatewayStub(channel).Connect(metadata=auth_metadata(self.token))
             try:
                 return await self._converse(addr, call)
