@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import urllib.parse
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.cluster import wait_until
 from tests.support.protocol_server import assignment
@@ -201,3 +209,77 @@ async def test_nul_characters_never_reach_logs_or_results() -> None:
     lines, done = await drain_until_done(outbox, {"nul", "echo"})
     assert [x.line for x in lines if x.run_id == "nul" and x.stream == pb.LOG_STREAM_STDOUT] == ["a\ufffdb"]
     assert json.loads(done["echo"].result_json) == {"k\ufffd": "v\ufffd"}
+
+
+async def run_shell_with_secrets(command: str, env: dict[str, str], **secrets: str) -> list[str]:
+    """The log lines of one shell run whose `env` names resolve to `secrets` (as references)."""
+    outbox = Outbox()
+    outbox.set_connected(True)
+    environ = {f"ZEPHYR_SECRET_{name}": value for name, value in secrets.items()}
+    runner = Runner(
+        {"shell": ShellExecutor("*")}, outbox, capacity=1, log_lines_per_run=1000, environ=environ
+    )  # type: ignore[dict-item]
+    payload = {"command": command, "env": {key: {"$secret": name} for key, name in env.items()}}
+    runner.start(assignment("run", "shell", json.dumps(payload)))
+    lines, done = await drain_until_done(outbox, {"run"})
+    assert done["run"].outcome == pb.RUN_OUTCOME_SUCCEEDED, done["run"]
+    return [x.line for x in lines if x.stream != pb.LOG_STREAM_SYSTEM]
+
+
+async def test_a_pem_key_logged_line_by_line_is_masked_on_every_line() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    body = pem.strip().splitlines()[1:-1]
+    assert len(body) >= 2
+    lines = await run_shell_with_secrets('printf "%s\\n" "$K"', {"K": "KEY"}, KEY=pem)
+    assert [line for line in lines if line] == ["***"] * (len(body) + 2), lines
+    logged = "\n".join(lines)
+    assert not any(part in logged for part in body)
+
+
+@pytest.fixture
+async def http_target() -> AsyncIterator[str]:
+    """A real HTTP server on a free loopback port that answers 200 to anything."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_curl_verbose_basic_auth_and_base64_of_a_secret_are_masked(http_target: str) -> None:
+    password = "Tr0ub4dor&3-horse"
+    lines = await run_shell_with_secrets(
+        f'curl -sv -u "alice:$PW" {http_target}/ -o /dev/null; printf %s "$PW" | base64',
+        {"PW": "PW"},
+        PW=password,
+    )
+    logged = "\n".join(lines)
+    assert "Authorization: Basic" in logged  # curl -v did print the header...
+    assert base64.b64encode(f"alice:{password}".encode()).decode() not in logged  # ...masked
+    assert base64.b64encode(password.encode()).decode() not in logged
+    assert password not in logged
+    assert len([line for line in lines if "***" in line]) >= 2
+
+
+async def test_a_url_encoded_secret_is_masked(http_target: str) -> None:
+    password = "p@ss/w:rd&x=1 ä"
+    lines = await run_shell_with_secrets(
+        f'curl -sv -G --data-urlencode "pw=$PW" {http_target}/login -o /dev/null',
+        {"PW": "PW"},
+        PW=password,
+    )
+    logged = "\n".join(lines)
+    assert "GET /login?pw=" in logged
+    assert urllib.parse.quote(password, safe="") not in logged
+    assert "GET /login?pw=*** HTTP" in logged

@@ -79,3 +79,9 @@ def test_only_text_without_the_key_or_any_escape_is_taken_as_free_of_references(
 def test_the_shared_empty_masker_masks_nothing() -> None:
     assert not NO_SECRETS
     assert NO_SECRETS.mask("anything", cut=True) == "anything"
+
+
+def test_derived_forms_of_a_short_secret_do_not_mask_ordinary_text() -> None:
+    masker = Masker(["ab\ncd"])  # lines and encodings of 2 characters would match anything
+    assert masker.mask("ab and cd, YWI=, ab%0Acd") == "ab and cd, YWI=, ***"
+    assert Masker(["long-enough-secret"]).mask("bG9uZy1lbm91Z2gtc2VjcmV0") == "***"

@@ -3,13 +3,16 @@
 A secret reference is a JSON object with exactly one key, `{"$secret": "NAME"}`; it resolves to the
 worker's environment variable `ZEPHYR_SECRET_NAME`. Resolution happens only inside the run, so
 the resolved payload never leaves the worker. Every value resolved for a run goes into that run's
-`Masker`, which replaces it with `***` in log lines, results and error messages.
+`Masker`, which replaces it with `***` in log lines, results and error messages: the value itself,
+each line of a multi-line value, and its JSON-escaped, URL-encoded and base64 forms.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,8 +24,58 @@ MASK = "***"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# A derived form (one line of a multi-line secret, a run of its base64) shorter than this is not
+# masked on its own: it would mask ordinary text that happens to match.
+MIN_DERIVED_CHARS = 6
+_PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+
+
+def _base64_runs(data: bytes) -> set[str]:
+    """The base64 text (standard and URL-safe alphabets) that any base64 encoding of a byte string
+    holding `data` must contain, whatever bytes come before or after it.
+
+    Base64 turns each 3 bytes into 4 characters, so the characters of `data` depend on where it
+    starts modulo 3: for each of the 3 alignments, the characters decided by `data` alone (not by
+    its neighbours) are kept. This finds a password inside `Authorization: Basic base64(user:pass)`
+    (what `curl -v -u user:pass` prints) without knowing the user."""
+    runs: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + data).decode()
+        first = (offset * 8 + 5) // 6  # characters that hold a bit of the padding bytes come before
+        last = ((offset + len(data)) * 8) // 6  # the next one holds bits of what follows
+        run = encoded[first:last]
+        if len(run) >= MIN_DERIVED_CHARS:
+            runs.add(run)
+            runs.add(run.replace("+", "-").replace("/", "_"))
+    return runs
+
+
+def secret_forms(value: str) -> set[str]:
+    """Every form in which `value` may show up in output: as is, JSON-escaped, URL-encoded, in
+    base64 (alone or inside a longer encoded string such as `user:pass`), and each line of a
+    multi-line value (a PEM key logged line by line)."""
+    forms = {value}
+    # A value inside a JSON document appears escaped (quotes, backslashes, non-ASCII).
+    forms.add(json.dumps(value)[1:-1])
+    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    for encoded in (
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+    ):
+        forms.add(encoded)
+        forms.add(_PERCENT_HEX.sub(lambda match: match.group().lower(), encoded))  # curl writes %2f
+    forms |= _base64_runs(value.encode())
+    for line in value.splitlines():
+        line = line.strip()
+        if len(line) >= MIN_DERIVED_CHARS:
+            forms.add(line)
+    return {form for form in forms if form}
+
+
 class Masker:
-    """Replaces every known secret value in text with `***` (longest value first).
+    """Replaces every known secret value, in each of its forms (`secret_forms`), with `***`
+    (longest form first).
 
     Immutable once built, so one instance may serve many runs (see NO_SECRETS).
     """
@@ -30,12 +83,8 @@ class Masker:
     def __init__(self, values: Iterable[str] = ()) -> None:
         forms: set[str] = set()
         for value in values:
-            if not value:
-                continue
-            forms.add(value)
-            # A value inside a JSON document appears escaped (quotes, backslashes, non-ASCII).
-            forms.add(json.dumps(value)[1:-1])
-            forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+            if value:
+                forms |= secret_forms(value)
         ordered = sorted(forms, key=len, reverse=True)
         self._forms = ordered
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
