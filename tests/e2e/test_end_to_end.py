@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -19,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.cluster import Cluster, free_port, wait_until
+from tests.support.up_process import submit_and_wait
 
 pytestmark = pytest.mark.slow
 
@@ -41,21 +41,6 @@ async def target() -> AsyncIterator[tuple[str, list[str]]]:
     await site.start()
     yield f"http://127.0.0.1:{port}", hits
     await runner.cleanup()
-
-
-async def submit_and_wait(api_url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{api_url}/v1/tasks", json=body) as resp:
-            assert resp.status == 201, await resp.text()
-            task = await resp.json()
-
-        async def finished() -> dict[str, Any] | None:
-            async with session.get(f"{api_url}/v1/tasks/{task['id']}") as resp:
-                current: dict[str, Any] = await resp.json()
-            return current if current["status"] not in ("pending", "running") else None
-
-        result: dict[str, Any] = await wait_until(finished, what=f"task {task['id']} to finish")
-        return result
 
 
 async def test_http_task_runs_through_separate_services(

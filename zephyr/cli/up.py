@@ -2,9 +2,13 @@
 
 Starts an embedded PostgreSQL under `./.zephyr/` when ZEPHYR_DATABASE_URL is unset (a second `up`
 reuses the data), applies migrations, then runs one scheduler, one coordinator and `--workers N`
-workers as child processes whose output is prefixed with their name. Ctrl-C or SIGTERM stops the
-children (workers drain first) and then the database. If a child dies, everything stops and the
-exit status says so.
+workers (or `--autoscale MIN:MAX`, see zephyr.cli.autoscale) as child processes whose output is
+prefixed with their name. Ctrl-C or SIGTERM stops the children (workers drain first) and then the
+database. If a child dies, everything stops and the exit status says so.
+
+Whatever addresses are set, the parts find each other: a listen port of 0 becomes a free port, and
+the workers dial the coordinator this `up` started (ZEPHYR_GRPC_ADDR, a wildcard host dialled on
+loopback), never a ZEPHYR_COORDINATORS left in the environment.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zephyr import config as cfg
+from zephyr.cli.autoscale import IDLE_S, Autoscaler, Policy, parse_bounds
 from zephyr.errors import ConfigError, StartupError
 
 STOP_GRACE_S = 15.0
@@ -33,6 +38,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="number of workers (default 2; 0 for none)")
     parser.add_argument("--data-dir", default=".zephyr", help="where the embedded database keeps its data")
+    parser.add_argument(
+        "--autoscale",
+        metavar="MIN:MAX",
+        help="run MIN to MAX workers, following the queue (instead of --workers)",
+    )
+    parser.add_argument(
+        "--autoscale-idle-s",
+        type=float,
+        default=IDLE_S,
+        metavar="SECONDS",
+        help=f"with --autoscale: an idle worker is drained after this long (default {IDLE_S:g})",
+    )
     parser.set_defaults(func=run_up)
 
 
@@ -92,26 +109,50 @@ class Child:
             await self.pump
 
 
+PYTHON = [sys.executable, "-m", "zephyr.cli.main"]
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _listen_addr(env: dict[str, str], variable: str, default: str) -> cfg.Addr:
+    try:
+        addr = cfg.parse_addr(env.get(variable) or default)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}: invalid value: {exc}") from None
+    return cfg.Addr(addr.host, free_port()) if addr.port == 0 else addr
+
+
+def wire(env: dict[str, str]) -> None:
+    """Settle the listen addresses in `env` (port 0 -> a free port) and point workers at them."""
+    http = _listen_addr(env, "ZEPHYR_HTTP_ADDR", "127.0.0.1:8080")
+    grpc = _listen_addr(env, "ZEPHYR_GRPC_ADDR", "127.0.0.1:50051")
+    env["ZEPHYR_HTTP_ADDR"] = str(http)
+    env["ZEPHYR_GRPC_ADDR"] = str(grpc)
+    env["ZEPHYR_COORDINATORS"] = str(cfg.Addr(WILDCARD_HOSTS.get(grpc.host, grpc.host), grpc.port))
+
+
+def plan_worker(index: int, base_env: dict[str, str]) -> Child:
+    """Worker number `index`: its own id and metrics port, no database credentials."""
+    # Workers hold no database credentials: only the publish target, which is a separate setting.
+    env = {key: value for key, value in base_env.items() if key != "ZEPHYR_DATABASE_URL"}
+    env["ZEPHYR_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    prefix = base_env.get("ZEPHYR_WORKER_ID") or f"{socket.gethostname()}-worker"
+    env["ZEPHYR_WORKER_ID"] = f"{prefix}-{index}"
+    return Child(f"worker-{index}", [*PYTHON, "worker"], env, COLORS[(index + 1) % len(COLORS)])
+
+
 def plan_children(workers: int, base_env: dict[str, str]) -> list[Child]:
     """The scheduler, the coordinator and `workers` workers, each with its metrics port."""
-    python = [sys.executable, "-m", "zephyr.cli.main"]
-    host = socket.gethostname()
-    children = [Child("scheduler", [*python, "scheduler"], dict(base_env), COLORS[0])]
+    children = [Child("scheduler", [*PYTHON, "scheduler"], dict(base_env), COLORS[0])]
     coordinator_env = dict(base_env)
     coordinator_env.setdefault("ZEPHYR_METRICS_ADDR", f"127.0.0.1:{free_port()}")
-    children.append(Child("coordinator", [*python, "coordinator"], coordinator_env, COLORS[1]))
-    for index in range(1, workers + 1):
-        # Workers hold no database credentials: only the publish target, which is a separate setting.
-        env = {key: value for key, value in base_env.items() if key != "ZEPHYR_DATABASE_URL"}
-        env["ZEPHYR_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
-        prefix = base_env.get("ZEPHYR_WORKER_ID") or f"{host}-worker"
-        env["ZEPHYR_WORKER_ID"] = f"{prefix}-{index}"
-        children.append(Child(f"worker-{index}", [*python, "worker"], env, COLORS[(index + 1) % len(COLORS)]))
+    children.append(Child("coordinator", [*PYTHON, "coordinator"], coordinator_env, COLORS[1]))
+    children.extend(plan_worker(index, base_env) for index in range(1, workers + 1))
     return children
 
 
-async def supervise(children: list[Child]) -> int:
-    """Run the children until a signal or until one exits; then stop them all. Returns exit status."""
+async def supervise(children: list[Child], autoscaler: Autoscaler | None = None) -> int:
+    """Run the children (and the autoscaler's workers) until a signal or until one exits; then
+    stop them all, workers first. Returns the exit status."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -120,25 +161,36 @@ async def supervise(children: list[Child]) -> int:
         await child.start()
     exits = {asyncio.create_task(c.process.wait()): c for c in children if c.process is not None}
     stop_wait = asyncio.create_task(stopping.wait())
-    done, _pending = await asyncio.wait([stop_wait, *exits], return_when=asyncio.FIRST_COMPLETED)
+    scaling = asyncio.create_task(autoscaler.run()) if autoscaler is not None else None
+    watched: list[asyncio.Task[Any]] = [stop_wait, *exits, *([scaling] if scaling else [])]
+    done, _pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     status = 0
     for task in done:
         if task in exits:
-            child = exits[task]
-            print(
-                f"zephyr up: {child.name} exited with status {task.result()}; stopping the cluster",
-                file=sys.stderr,
-            )
-            status = 1
+            reason = f"{exits[task].name} exited with status {task.result()}"
+        elif task is scaling:
+            reason = f"autoscale: {task.exception() or 'stopped'}"
+        else:
+            continue
+        print(f"zephyr up: {reason}; stopping the cluster", file=sys.stderr)
+        status = 1
     stop_wait.cancel()
+    if scaling is not None and autoscaler is not None:
+        scaling.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await scaling
     # Workers first so they drain and report while the coordinator is still there.
-    ordered = [c for c in children if c.name.startswith("worker")] + [
-        c for c in children if not c.name.startswith("worker")
-    ]
-    for group in (ordered[: len(ordered) - 2], ordered[-2:]):
-        for child in group:
-            child.terminate()
-        await asyncio.gather(*(child.wait(STOP_GRACE_S) for child in group))
+    workers = [c for c in children if c.name.startswith("worker")]
+    services = [c for c in children if not c.name.startswith("worker")]
+    for child in workers:
+        child.terminate()
+    await asyncio.gather(
+        *(child.wait(STOP_GRACE_S) for child in workers),
+        *([autoscaler.stop(STOP_GRACE_S)] if autoscaler is not None else []),
+    )
+    for child in services:
+        child.terminate()
+    await asyncio.gather(*(child.wait(STOP_GRACE_S) for child in services))
     for task in exits:
         task.cancel()
     return status
@@ -148,6 +200,16 @@ def run_up(args: argparse.Namespace) -> int:
     if args.workers < 0:
         print("zephyr up: --workers must be 0 or more", file=sys.stderr)
         return 2
+    bounds = None
+    if args.autoscale is not None:
+        try:
+            bounds = parse_bounds(args.autoscale)
+        except ValueError as exc:
+            print(f"zephyr up: --autoscale: {exc}", file=sys.stderr)
+            return 2
+        if not args.autoscale_idle_s > 0:
+            print("zephyr up: --autoscale-idle-s must be above 0", file=sys.stderr)
+            return 2
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     embedded = None
@@ -163,13 +225,18 @@ def run_up(args: argparse.Namespace) -> int:
         env["ZEPHYR_DATABASE_URL"] = dsn
         env.setdefault("ZEPHYR_PUBLISH_DATABASE_URL", dsn)
         asyncio.run(_migrate(dsn))
-        children = plan_children(args.workers, env)
-        http_addr = env.get("ZEPHYR_HTTP_ADDR", "127.0.0.1:8080")
-        grpc_addr = env.get("ZEPHYR_GRPC_ADDR", "127.0.0.1:50051")
-        print(f"zephyr up: API http://{http_addr}  gRPC {grpc_addr}  workers {args.workers}")
+        wire(env)
+        autoscaler = None
+        if bounds is not None:
+            concurrency = cfg.load(cfg.WorkerConfig, environ=env).concurrency
+            policy = Policy(bounds, concurrency, args.autoscale_idle_s)
+            autoscaler = Autoscaler(lambda index: plan_worker(index, env), policy, dsn)
+        children = plan_children(0 if bounds else args.workers, env)
+        shown = f"autoscale {bounds.low}:{bounds.high}" if bounds else f"workers {args.workers}"
+        print(f"zephyr up: API http://{env['ZEPHYR_HTTP_ADDR']}  gRPC {env['ZEPHYR_GRPC_ADDR']}  {shown}")
         for child in children[1:]:
             print(f"zephyr up: {child.name} metrics http://{child.env['ZEPHYR_METRICS_ADDR']}/metrics")
-        return asyncio.run(supervise(children))
+        return asyncio.run(supervise(children, autoscaler))
     except (ConfigError, StartupError) as exc:
         print(f"zephyr up: {exc.message}", file=sys.stderr)
         return 2

@@ -13,8 +13,20 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
-# A source checkout keeps data/ beside the package; an installed wheel is told by ZEPHYR_DATA_DIR.
-DATA_DIR = Path(os.environ.get("ZEPHYR_DATA_DIR") or Path(__file__).resolve().parents[2] / "data")
+
+def find_data_dir() -> Path:
+    """Where the SQL lives: ZEPHYR_DATA_DIR if set, else the copy inside an installed package
+    (`zephyr/data/`, put there by the build), else `data/` of the source checkout."""
+    override = os.environ.get("ZEPHYR_DATA_DIR")
+    if override:
+        return Path(override)
+    packaged = Path(__file__).resolve().parents[1] / "data"
+    if (packaged / "migrations").is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+DATA_DIR = find_data_dir()
 QUERIES_DIR = DATA_DIR / "queries"
 MIGRATIONS_DIR = DATA_DIR / "migrations"
 
