@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zephyr.db.queries import QUERIES
-
 TICK_S = 1.0
 IDLE_S = 5.0
 REGISTER_TIMEOUT_S = 60.0
@@ -136,6 +134,8 @@ class Autoscaler:
             await conn.close()
 
     async def _read_load(self, conn: Any) -> Load:
+        from zephyr.db.queries import QUERIES  # here: `zephyr worker` parses this CLI too, and holds no SQL
+
         row = await conn.fetchrow(QUERIES["autoscale_load"], DUE_COUNT_CAP, list(self.workers))
         return Load(row["due"], row["free_slots"], frozenset(row["registered"]), frozenset(row["busy"]))
 
