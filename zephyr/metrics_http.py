@@ -1,7 +1,8 @@
 """The Prometheus endpoint of the coordinator and the worker: GET /metrics on ZEPHYR_METRICS_ADDR.
 
 With a token (ZEPHYR_CLUSTER_TOKEN), a scrape must carry `Authorization: Bearer <token>`;
-config validation already refuses a non-loopback address without one.
+config validation already refuses a non-loopback address without one. GET /healthz (open, like the
+scheduler's) answers 200 while the process's event loop runs: the liveness probe of containers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 async def serve_metrics(
     addr: Addr, token: str | None = None, *, tls_pair: tuple[str | None, str | None] = (None, None)
 ) -> web.AppRunner:
@@ -35,6 +40,7 @@ async def serve_metrics(
     if token:
         app[TOKEN_KEY] = token
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     cert, key = tls_pair

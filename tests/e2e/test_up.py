@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.support.cluster import wait_until
-from tests.support.up_process import UpProcess
+from tests.support.up_process import UpProcess, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +38,27 @@ async def test_workers_dial_the_coordinator_up_started(
     try:
         await up.wait_for_workers(2, timeout=60)
         task = await up.submit_and_wait(NOOP)
+        listening = re.search(r"gRPC 127\.0\.0\.1:(\d+)", up.output())
+        assert listening is not None and listening.group(1) != "0", up.output()
+        probes = {"ZEPHYR_HTTP_ADDR": up.api_url.removeprefix("http://")}
+        probes["ZEPHYR_GRPC_ADDR"] = f"0.0.0.0:{listening.group(1)}"  # probed on loopback
+        alive = [await probe(service, probes) for service in ("scheduler", "coordinator")]
     finally:
         status, output = await asyncio.to_thread(up.stop)
+    dead = [await probe(service, probes) for service in ("scheduler", "coordinator")]
     assert task["status"] == "succeeded", (task, output)
-    listening = re.search(r"gRPC 127\.0\.0\.1:(\d+)", output)
-    assert listening is not None and listening.group(1) != "0", output
     assert f"coordinators 127.0.0.1:{listening.group(1)}" in output
     assert status == 0, output
+    assert [code for code, _out in alive] == [0, 0], alive
+    assert [code for code, _out in dead] == [1, 1], dead
+
+
+async def probe(service: str, settings: dict[str, str]) -> tuple[int, str]:
+    """`zephyr probe SERVICE` with `settings`: its exit status and output."""
+    result = await asyncio.to_thread(
+        subprocess.run, [*ZEPHYR, "probe", service], env=clean_env(**settings), capture_output=True, text=True
+    )
+    return result.returncode, result.stdout + result.stderr
 
 
 SCALED = re.compile(r"^zephyr up: autoscale [+-]\d+.*?: (\d+) workers", re.MULTILINE)

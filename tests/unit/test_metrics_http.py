@@ -33,3 +33,14 @@ async def test_metrics_endpoint_requires_the_cluster_token_when_set() -> None:
                 assert resp.status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_healthz_is_open_even_with_a_token() -> None:
+    addr = Addr("127.0.0.1", free_port())
+    runner = await serve_metrics(addr, "s3cret-token")
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"http://{addr}/healthz") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"status": "ok"}
+    finally:
+        await runner.cleanup()

@@ -17,6 +17,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 COMMAND_MODULES = (
     "zephyr.cli.services",
     "zephyr.cli.up",
+    "zephyr.cli.probe",
     "zephyr.cli.client_commands",
 )
 
