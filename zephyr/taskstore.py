@@ -1,5 +1,6 @@
 """Task data access: every read and write of tasks, runs, their logs and workers that the HTTP API
-(scheduler) and the Admin gRPC service (coordinator) make goes through here.
+(scheduler) and the Admin gRPC service (coordinator) make goes through here, and the stored form
+of a new task (`NewTask`, `stored_*`: what the rows hold).
 
 Every function takes `db`, an asyncpg Pool or Connection (a Connection already in a transaction
 is fine: state changes then run in a savepoint), and returns plain dicts in SPEC's
@@ -17,16 +18,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, overload
 
 import asyncpg
+import pydantic_core
 
 from zephyr import schedule
 from zephyr.db.queries import QUERIES
 from zephyr.errors import Conflict, NotFound
+from zephyr.ids import new_id, new_ids
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 DB: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 TERMINAL_TASK_STATUSES = frozenset({"succeeded", "dead", "cancelled"})
@@ -39,6 +45,12 @@ STATS_MAX_AGE_S = 1.0
 # Representations
 
 
+@overload
+def rfc3339(value: datetime) -> str: ...
+@overload
+def rfc3339(value: None) -> None: ...
+@overload
+def rfc3339(value: datetime | None) -> str | None: ...
 def rfc3339(value: datetime | None) -> str | None:
     """An aware datetime as RFC 3339 UTC text ending in `Z`; None stays None."""
     if value is None:
@@ -113,6 +125,11 @@ def worker_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def log_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `task_logs` row as SPEC's log line."""
+    return {"ts": rfc3339(row["ts"]), "stream": row["stream"], "line": row["line"]}
+
+
 def parse_id(text: str | uuid.UUID, what: str = "task") -> uuid.UUID:
     """An id from the outside; a malformed one raises NotFound (ids are opaque)."""
     if isinstance(text, uuid.UUID):
@@ -132,6 +149,65 @@ async def transaction(db: DB) -> AsyncIterator[asyncpg.Connection]:
     else:
         async with db.transaction():
             yield db
+
+
+# ---------------------------------------------------------------------------------------------
+# The stored form of a new task
+
+
+class NewTask(NamedTuple):
+    """The column values of one task to insert, in the order the insert queries take them after
+    the id; `payload` and `schedule` are JSON text. Values of one field are of one type (no
+    `1 == 1.0 == True` surprises when `shared_or_each` compares them)."""
+
+    name: str
+    type: str
+    payload: str
+    schedule: str | None
+    recurring: bool
+    overlap: bool
+    priority: int
+    max_attempts: int
+    timeout_s: float
+    next_run_at: datetime
+    idempotency_key: str | None
+
+
+def stored_payload(payload: BaseModel) -> dict[str, Any]:
+    """A validated payload as stored: the fields sent, by their JSON names, secrets as given."""
+    data: dict[str, Any] = payload.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return data
+
+
+def stored_payload_json(payload: BaseModel) -> str:
+    """`stored_payload(payload)` as JSON text (what the database parses into the same jsonb)."""
+    # The serializer itself: model_dump_json's Python wrapper costs about as much as the work.
+    return type(payload).__pydantic_serializer__.to_json(payload, by_alias=True, exclude_unset=True).decode()
+
+
+def stored_schedule(schedule: BaseModel | None) -> dict[str, Any] | None:
+    """A validated schedule as stored (None: run now): the fields sent, times as RFC 3339 UTC."""
+    if schedule is None:
+        return None
+    data: dict[str, Any] = {}
+    for name in schedule.model_fields_set:
+        value = getattr(schedule, name)
+        if value is None:
+            continue
+        data[name] = rfc3339(value) if isinstance(value, datetime) else value
+    return data
+
+
+def json_text(value: Any) -> str:
+    """JSON-compatible `value` as compact JSON text, for the database to parse into jsonb."""
+    return pydantic_core.to_json(value).decode()
+
+
+def shared_or_each(column: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A column of a batch as `insert_tasks_batch` takes it: the one value when all rows share it
+    (the usual batch differs only in ids), else every row's."""
+    first = column[0]
+    return (first,) if column.count(first) == len(column) else column
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,11 +269,6 @@ async def run_status(db: DB, run_id: uuid.UUID) -> str | None:
     """The run's status; None when there is no such run (any more)."""
     status: str | None = await db.fetchval(QUERIES["run_status"], run_id)
     return status
-
-
-def log_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A `task_logs` row as SPEC's log line."""
-    return {"ts": rfc3339(row["ts"]), "stream": row["stream"], "line": row["line"]}
 
 
 async def list_logs(db: DB, run_id: uuid.UUID, *, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
@@ -262,6 +333,36 @@ async def stats(
     if isinstance(db, asyncpg.Pool):
         _stats_cache[key] = (db, now, result)
     return dict(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# New tasks
+
+
+async def insert_task(db: DB, task: NewTask, *, notify: bool) -> dict[str, Any] | None:
+    """Insert `task` with a new id, and NOTIFY `zephyr_tasks` with its `next_run_at` in the same
+    statement when `notify` (else the caller tells coordinators once this has committed). The
+    task as created, or None when its idempotency key exists already."""
+    row = await db.fetchrow(
+        QUERIES["insert_task"], new_id(), *task, rfc3339(task.next_run_at) if notify else None
+    )
+    return None if row is None else task_dict(row)
+
+
+async def get_task_by_idempotency_key(db: DB, key: str | None) -> dict[str, Any] | None:
+    """The task that holds idempotency key `key`, or None."""
+    row = await db.fetchrow(QUERIES["get_task_by_idempotency_key"], key)
+    return None if row is None else task_dict(row)
+
+
+async def insert_batch(db: DB, tasks: Sequence[NewTask]) -> list[tuple[uuid.UUID | None, bool]]:
+    """Insert all `tasks` in one statement (all or none) that NOTIFYs `zephyr_tasks` with their
+    earliest `next_run_at`. For each task in input order: (its id, whether this created it); for a
+    repeated idempotency key the id of the task that has it, or None when that task committed
+    while this statement ran (`get_task_by_idempotency_key` finds it then)."""
+    columns = [shared_or_each(column) for column in zip(*tasks, strict=True)]
+    rows = await db.fetch(QUERIES["insert_tasks_batch"], new_ids(len(tasks)), *columns)
+    return [(row["id"], row["created"]) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Request models: stored forms, field paths of errors, limits, the OpenAPI components."""
+"""Request models: field paths of errors, limits, the OpenAPI components."""
 
 from __future__ import annotations
 
@@ -16,35 +16,6 @@ def error_of(body: Any) -> ValidationError:
     with pytest.raises(ValidationError) as caught:
         schemas.validate_task(body)
     return caught.value
-
-
-def test_stored_payload_is_what_was_sent_without_defaults() -> None:
-    task = schemas.validate_task({"type": "http", "payload": {"url": "https://x.example/a"}})
-    assert schemas.stored_payload(task.payload) == {"url": "https://x.example/a"}
-    task = schemas.validate_task(
-        {"type": "email", "payload": {"to": "a@b", "subject": "s", "body": "b", "from": {"$secret": "FROM"}}}
-    )
-    assert schemas.stored_payload(task.payload) == {
-        "to": "a@b", "subject": "s", "body": "b", "from": {"$secret": "FROM"}
-    }  # fmt: skip
-
-
-def test_stored_schedule_normalises_times_to_utc() -> None:
-    task = schemas.validate_task(
-        {
-            "type": "internal",
-            "payload": {"function": "f"},
-            "schedule": {
-                "every_s": 30,
-                "start_at": "2030-01-01T01:00:00+01:00",
-                "end_at": "2030-02-01T00:00:00",
-            },
-        }
-    )
-    assert schemas.stored_schedule(task.schedule) == {
-        "every_s": 30.0, "start_at": "2030-01-01T00:00:00Z", "end_at": "2030-02-01T00:00:00Z"
-    }  # fmt: skip
-    assert schemas.stored_schedule(None) is None
 
 
 @pytest.mark.parametrize(
@@ -98,18 +69,6 @@ def test_payload_limit_is_exact_whatever_the_floats(number: float) -> None:
     schemas.validate_task({"type": "internal", "payload": payload(pad)})
     with pytest.raises(PayloadTooLarge):
         schemas.validate_task({"type": "internal", "payload": payload(pad + 1)})
-
-
-def test_stored_payload_json_is_the_stored_payload() -> None:
-    task = schemas.validate_task(
-        {
-            "type": "http",
-            "payload": {"url": "https://x.example/é", "timeout_s": 5, "headers": {"a": {"$secret": "A"}}},
-        }
-    )
-    text = schemas.stored_payload_json(task.payload)
-    assert json.loads(text) == schemas.stored_payload(task.payload)
-    assert '"timeout_s":5.0' in text  # as validated, like the stored payload
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from zephyr.scheduler.schemas import TASK_STATUSES, TASK_TYPES, openapi_components
+from zephyr.scheduler.schemas import TASK_TYPES, openapi_components
+from zephyr.taskstore import TASK_STATUSES
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -8,8 +8,7 @@ Contracts:
 - `validate_task(obj)` / `validate_batch(obj)` / `validate_patch(obj, type)` return validated
   models or raise `zephyr.errors.ValidationError` (or `InvalidSchedule`, `PayloadTooLarge`) whose
   `field` is a path such as `payload.url` or `tasks[17].schedule.cron`.
-- `stored_payload(model)` and `stored_schedule(model)` give the JSON the database keeps: the
-  fields as the user sent them (no defaults added), times normalised to RFC 3339 UTC.
+- What the database keeps of a validated model (its stored form) is `zephyr.taskstore`'s business.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DELAY_S = 10 * 365 * 24 * 3600.0
 MIN_EVERY_S = 0.01
 TASK_TYPES = ("http", "email", "shell", "internal", "publish")
-TASK_STATUSES = ("pending", "running", "succeeded", "dead", "cancelled", "paused")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
@@ -605,41 +603,6 @@ def payload_too_large(payload: Any) -> bool:
 
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
-
-
-def stored_payload(payload: Model) -> dict[str, Any]:
-    """The payload as stored: the fields sent, by their JSON names, secrets as given."""
-    data: dict[str, Any] = payload.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    return data
-
-
-def stored_payload_json(payload: Model) -> str:
-    """`stored_payload(payload)` as JSON text (what the database parses into the same jsonb)."""
-    # The serializer itself: model_dump_json's Python wrapper costs about as much as the work.
-    return type(payload).__pydantic_serializer__.to_json(payload, by_alias=True, exclude_unset=True).decode()
-
-
-def json_text(value: Any) -> str:
-    """JSON-compatible `value` as compact JSON text, for the database to parse into jsonb."""
-    return pydantic_core.to_json(value).decode()
-
-
-def stored_schedule(schedule: Schedule | None) -> dict[str, Any] | None:
-    """The schedule as stored (None: run now): the fields sent, times as RFC 3339 UTC."""
-    if schedule is None:
-        return None
-    data: dict[str, Any] = {}
-    for name in schedule.model_fields_set:
-        value = getattr(schedule, name)
-        if value is None:
-            continue
-        data[name] = rfc3339(value) if isinstance(value, datetime) else value
-    return data
-
-
-def rfc3339(value: datetime) -> str:
-    """An aware datetime as RFC 3339 UTC text with a `Z`."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def openapi_components() -> dict[str, Any]:

@@ -11,17 +11,15 @@ from zephyr.errors import ValidationError
 from zephyr.scheduler import cursors, submit
 from zephyr.scheduler.http import INSERT_POOL, NOTIFIER, POOL, limit_param, query_param, read_json, respond
 from zephyr.scheduler.schemas import (
-    TASK_STATUSES,
     TASK_TYPES,
     check_text,
-    stored_payload,
-    stored_schedule,
     validate_batch,
     validate_patch,
     validate_payload,
     validate_task,
 )
 from zephyr.scheduler.submit import first_run_at
+from zephyr.taskstore import TASK_STATUSES, stored_payload, stored_schedule
 
 routes = web.RouteTableDef()
 
