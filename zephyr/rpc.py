@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 import random
 
+from zephyr.v1 import worker_pb2
+
 # Keepalive pings find a dead peer behind a silent network within ~30 s even when no heartbeat flows.
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -26,6 +28,14 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 AUTH_HEADER = "authorization"
+
+# A Completion's outcome as the run status it ends with (task_runs.status).
+RUN_STATUS_OF_OUTCOME: dict[int, str] = {
+    worker_pb2.RUN_OUTCOME_SUCCEEDED: "succeeded",
+    worker_pb2.RUN_OUTCOME_FAILED: "failed",
+    worker_pb2.RUN_OUTCOME_TIMED_OUT: "timed_out",
+    worker_pb2.RUN_OUTCOME_CANCELLED: "cancelled",
+}
 
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

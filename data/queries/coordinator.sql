@@ -70,9 +70,10 @@ FROM claimed c
 ORDER BY c.slot;
 
 -- name: reschedule_overlapping
--- Same transaction as claim_due: overlap recurring tasks go straight back to pending at their next
--- firing (NULL next firing: the schedule ended, the task stays running until its last run ends).
--- Only while the task is still running on the run just claimed: a cancel (or pause) that committed
+-- Right after claim_due has committed, in a transaction of its own (`next_fire` is Python): overlap
+-- recurring tasks go back to pending at their next firing (NULL next firing: the schedule ended, the
+-- task stays running until its last run ends); if this fails, the run's end gives the task its next
+-- firing (outcomes.decide). Only while the task is still running on the run just claimed: a cancel (or pause) that committed
 -- since the claim stands.
 -- $1 task_ids uuid[], $2 next_run_at timestamptz[], $3 run_ids uuid[]
 UPDATE tasks t

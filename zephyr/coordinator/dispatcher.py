@@ -25,6 +25,7 @@ from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.runoutput import MESSAGE_BUDGET_BYTES
 from zephyr.schedule import next_fire, parse_instant
+from zephyr.taskstore import rfc3339
 from zephyr.testsignal import Signal
 from zephyr.v1 import worker_pb2
 
@@ -37,10 +38,6 @@ CLAIM_START = 16
 # Rows another coordinator holds locked stay due for a moment: look again soon, not in a spin.
 OVERDUE_RECHECK_S = 0.05
 DB_RETRY_S = 0.5
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class DispatcherSignals:

@@ -25,18 +25,13 @@ from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.registry import Registry, WorkerSession
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
+from zephyr.rpc import RUN_STATUS_OF_OUTCOME
 from zephyr.runoutput import MAX_ERROR_CHARS, MESSAGE_BUDGET_BYTES, Unstorable, check_result_json, clean_text
 from zephyr.tls import peer_names
 from zephyr.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = {
-    worker_pb2.RUN_OUTCOME_SUCCEEDED: "succeeded",
-    worker_pb2.RUN_OUTCOME_FAILED: "failed",
-    worker_pb2.RUN_OUTCOME_TIMED_OUT: "timed_out",
-    worker_pb2.RUN_OUTCOME_CANCELLED: "cancelled",
-}
 DRAIN_GRACE_S = 30.0
 MAX_MERGED_ITEMS = 1000
 MAX_ERROR_CODE_CHARS = 64
@@ -354,7 +349,7 @@ def completion_ending(worker_id: str, c: worker_pb2.Completion) -> RunEnding:
     NaN, NUL, lone surrogates) fails that run alone, not retryable, with the reason's error code;
     error text is cut and cleaned so that it is always storable."""
     succeeded = c.outcome == worker_pb2.RUN_OUTCOME_SUCCEEDED
-    status = OUTCOMES.get(c.outcome, "failed")
+    status = RUN_STATUS_OF_OUTCOME.get(c.outcome, "failed")
     retryable = c.retryable or succeeded
     error = None
     if not succeeded and (c.error_code or c.error_message):

@@ -30,17 +30,9 @@ log = logging.getLogger(__name__)
 ACK_WAIT_S = 5.0
 
 
-def validate(config: WorkerConfig) -> None:
-    """Cross-field checks the generic loader cannot make."""
-    if config.metrics_addr and not config.metrics_addr.is_loopback and not config.cluster_token:
-        raise ConfigError(
-            f"ZEPHYR_METRICS_ADDR: {config.metrics_addr} is not loopback and ZEPHYR_CLUSTER_TOKEN is unset"
-        )
-
-
 async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
     """Run the worker until `stop` is set, then drain and return."""
-    validate(config)
+    config.validate()  # `load` validates too; a config built in code is checked here
     try:
         executors = build_executors(config)
     except ValueError as exc:

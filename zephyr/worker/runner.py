@@ -26,6 +26,7 @@ from zephyr.metrics import (
     WORKER_RUNS_STARTED,
     child,
 )
+from zephyr.rpc import RUN_STATUS_OF_OUTCOME
 from zephyr.runoutput import MAX_ERROR_CHARS, MAX_LOG_LINE_CHARS, Unstorable, encode_result
 from zephyr.runoutput import clean_text as storable_text
 from zephyr.v1 import worker_pb2 as pb
@@ -37,12 +38,6 @@ from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, res
 log = logging.getLogger(__name__)
 
 SHUTDOWN_WAIT_S = 5.0
-OUTCOME_NAMES = {
-    pb.RUN_OUTCOME_SUCCEEDED: "succeeded",
-    pb.RUN_OUTCOME_FAILED: "failed",
-    pb.RUN_OUTCOME_TIMED_OUT: "timed_out",
-    pb.RUN_OUTCOME_CANCELLED: "cancelled",
-}
 
 
 @dataclass(eq=False, slots=True)
@@ -247,7 +242,7 @@ class Runner:
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        child(WORKER_RUNS_FINISHED, task_type, OUTCOME_NAMES[completion.outcome]).inc()
+        child(WORKER_RUNS_FINISHED, task_type, RUN_STATUS_OF_OUTCOME[completion.outcome]).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
