@@ -24,7 +24,9 @@ $(INSTALLED): pyproject.toml
 venv: $(INSTALLED) ## create .venv and install Zephyr with its dev tools
 
 $(GENERATED): $(INSTALLED) $(PROTOS)
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=. \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=. $(PROTOS)
 	touch $@
 
 proto: $(GENERATED) ## generate gRPC code from proto/ into zephyr/v1/

@@ -43,7 +43,7 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-class Gateway(pb_grpc.WorkerGatewayServicer):  # type: ignore[misc]
+class Gateway(pb_grpc.WorkerGatewayServicer):
     """Just enough coordinator: registers, acks, records heartbeats and completions."""
 
     def __init__(self) -> None:

@@ -16,6 +16,6 @@ app = procrastinate.App(
 )
 
 
-@app.task(name="bench.noop", queue=QUEUE)
+@app.task(name="bench.noop", queue=QUEUE)  # type: ignore[untyped-decorator]
 async def noop() -> None:
     """Does nothing: the benchmark measures the queue, not the work."""

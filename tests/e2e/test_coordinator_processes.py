@@ -51,6 +51,11 @@ async def status_counts(db: asyncpg.Pool) -> dict[str, tuple[int, int]]:
     return {r["status"]: (r["runs"], r["tasks"]) for r in await db.fetch(QUERIES["run_status_counts"])}
 
 
+async def succeeded_count(db: asyncpg.Pool) -> int:
+    count: int = (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"]
+    return count
+
+
 async def all_succeeded(db: asyncpg.Pool, count: int, timeout: float = 60) -> None:
     async def done() -> bool:
         stats = await taskstore.stats(db, max_age_s=0)
@@ -158,11 +163,11 @@ async def test_kill_coordinator_under_load_and_restart_loses_nothing(
         await insert_tasks(db, 1000, payload=sleep_payload(0.02))
 
         async def some_done() -> bool:
-            return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 100
+            return await succeeded_count(db) >= 100
 
         await wait_until(some_done, what="load under way")
         coordinator.kill()
-        assert (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] < 1000
+        assert await succeeded_count(db) < 1000
         await cluster.start_coordinator(port=str(port))
         await all_succeeded(db, 1000, timeout=90)
         counts = await status_counts(db)
@@ -219,17 +224,17 @@ async def test_database_restart_under_load_every_service_recovers(
             await insert_tasks(db, 600, payload=sleep_payload(0.1))
 
             async def some_done() -> bool:
-                return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] >= 50
+                return await succeeded_count(db) >= 50
 
             await wait_until(some_done, what="load under way")
             await asyncio.to_thread(pg_ctl, server, "restart", "-m", "fast", "-w")
             await db.expire_connections()
             # the restart really hit the middle of the load
-            assert (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] < 600
+            assert await succeeded_count(db) < 600
 
             async def done() -> bool:
                 try:
-                    return (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] == 600
+                    return await succeeded_count(db) == 600
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     return False
 
@@ -245,7 +250,7 @@ async def test_database_restart_under_load_every_service_recovers(
 
 def done_after(db: asyncpg.Pool, count: int) -> Any:
     async def check() -> bool:
-        return bool((await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"] == count)
+        return bool(await succeeded_count(db) == count)
 
     return check
 

@@ -130,7 +130,7 @@ async def test_many_shell_runs_all_succeed_first_time(database_url: str, tmp_pat
         try:
 
             async def all_finished() -> bool:
-                left = await conn.fetchval(
+                left: int = await conn.fetchval(
                     "SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')"
                 )
                 return left == 0

@@ -119,7 +119,7 @@ async def test_every_task_type_runs_end_to_end(
         async with Cluster(database_url, tmp_path) as cluster:
             await cluster.start_scheduler()
             await cluster.start_coordinator()
-            await cluster.start_worker(**env)
+            await cluster.start_worker(True, **env)
             api = Api(cluster.api_url, session)
             workers = (await api.get("/v1/workers"))["workers"]
             types = {"email", "http", "internal", "publish", "shell"}
@@ -308,7 +308,7 @@ async def test_secrets_never_reach_a_table_or_any_process_output(
             ZEPHYR_LOG_LEVEL="DEBUG",
         )
         api = Api(cluster.api_url, session)
-        bodies = [
+        bodies: list[dict[str, Any]] = [
             # the target echoes the header back: the result body would carry the secret
             {"type": "http", "payload": {"url": f"{url}/s", "headers": {"X-Token": ref}}},
             {"type": "shell", "payload": {"command": 'echo "token is $T"; echo "$T" >&2', "env": {"T": ref}}},

@@ -48,7 +48,8 @@ class Listener:
 async def create(api: Api, **extra: Any) -> dict[str, Any]:
     status, task = await api.call("POST", "/v1/tasks", json={**TASK, **extra})
     assert status == 201, task
-    return task
+    created: dict[str, Any] = task
+    return created
 
 
 async def set_status(api: Api, task_id: str, status: str) -> None:

@@ -112,8 +112,8 @@ async def test_get_shows_the_newest_run_as_last_run(api: Api) -> None:
             attempt,
             status,
         )
-    status, got = await api.call("GET", f"/v1/tasks/{task_id}")
-    assert status == 200
+    code, got = await api.call("GET", f"/v1/tasks/{task_id}")
+    assert code == 200
     last = got["last_run"]
     assert last["id"] == str(newer)
     assert (last["attempt"], last["status"], last["worker_id"], last["task_id"]) == (

@@ -475,13 +475,13 @@ async def test_refused_workers_always_hear_unauthenticated(database_url: str, db
         grpc.aio.insecure_channel(coord.addr) as channel,
     ):
         stub = worker_pb2_grpc.WorkerGatewayStub(channel)
-        late = stub.Connect(metadata=(("authorization", "Bearer nope"),))
+        late = stub.Connect(None, metadata=(("authorization", "Bearer nope"),))
         await asyncio.sleep(0.3)
         assert not late.done()
         await late.write(register)
         assert await late.code() == grpc.StatusCode.UNAUTHENTICATED
         # A caller that never writes is still answered, after the bounded wait.
-        silent = stub.Connect()
+        silent = stub.Connect(None)
         assert await silent.code() == grpc.StatusCode.UNAUTHENTICATED
         codes: dict[str, int] = {}
         for index in range(200):

@@ -100,7 +100,7 @@ async def test_redis_publish_reaches_a_subscriber() -> None:
         assert message is not None and message["data"] == b'{"x":"y"}'
     finally:
         await executor.close()
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis leaves it unannotated
         await client.aclose()
 
 

@@ -200,7 +200,9 @@ class Cluster:
             self._check_alive(proc)
             conn = await asyncpg.connect(self.database_url)
             try:
-                status = await conn.fetchval("SELECT status FROM workers WHERE id = $1", proc.addr)
+                status: str | None = await conn.fetchval(
+                    "SELECT status FROM workers WHERE id = $1", proc.addr
+                )
             finally:
                 await conn.close()
             return status == "active"

@@ -69,7 +69,7 @@ class FakeWorker:
     async def connect(self) -> pb.Registered:
         self._channel = grpc.aio.insecure_channel(self.addr, options=CHANNEL_OPTIONS)
         stub = worker_pb2_grpc.WorkerGatewayStub(self._channel)
-        self._call = stub.Connect(metadata=auth_metadata(self.token))
+        self._call = stub.Connect(None, metadata=auth_metadata(self.token))  # None: we write() ourselves
         await self._call.write(
             pb.WorkerMessage(
                 register=pb.Register(
@@ -83,14 +83,19 @@ class FakeWorker:
                 )
             )
         )
-        first = await self._call.read()
-        if first is grpc.aio.EOF:
+        first = await self._next()
+        if first is None:
             raise ConnectionError("stream ended before registered")
         self.registered = first.registered
         self._reader = asyncio.create_task(self._read())
         if self.heartbeat_s is not None:
             self._beater = asyncio.create_task(self._beat(self.heartbeat_s))
         return first.registered
+
+    async def _next(self) -> pb.CoordinatorMessage | None:
+        """The next message down the stream; None once the stream has ended (grpc.aio.EOF)."""
+        message = await self._call.read()
+        return message if isinstance(message, pb.CoordinatorMessage) else None
 
     async def _beat(self, interval: float) -> None:
         with contextlib.suppress(Exception):
@@ -106,8 +111,8 @@ class FakeWorker:
     async def _read(self) -> None:
         try:
             while True:
-                message = await self._call.read()
-                if message is grpc.aio.EOF:
+                message = await self._next()
+                if message is None:
                     break
                 if message.assignments:
                     self.assignment_messages += 1
@@ -208,7 +213,7 @@ class FakeWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
 
     async def __aenter__(self) -> FakeWorker:
         await self.connect()

@@ -52,7 +52,7 @@ class Stream:
         return next((c for c in self.completions if c.run_id == run_id), None)
 
 
-class ProtocolServer(pb_grpc.WorkerGatewayServicer):  # type: ignore[misc]
+class ProtocolServer(pb_grpc.WorkerGatewayServicer):
     """WorkerGateway with steerable answers; `streams` in connection order."""
 
     def __init__(self, *, token: str | None = None, heartbeat_s: float = 0.1, lease_s: float = 5.0) -> None:

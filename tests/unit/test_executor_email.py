@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,12 @@ PAYLOAD = {
 }
 
 
+def decoded_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)  # a leaf part decodes to bytes
+    return payload.decode().strip()
+
+
 async def test_text_and_html_to_cc_and_bcc_with_auth() -> None:
     mailbox = Mailbox()
     server = await start_smtp(mailbox, credentials=("user", "p@ss word"))
@@ -40,11 +47,7 @@ async def test_text_and_html_to_cc_and_bcc_with_auth() -> None:
     assert msg["To"] == "a@example.com, b@example.com"
     assert msg["Cc"] == "c@example.com"
     assert msg["Bcc"] is None and b"hidden@example.com" not in got.raw
-    parts = {
-        part.get_content_type(): part.get_payload(decode=True).decode().strip()
-        for part in msg.walk()
-        if not part.is_multipart()
-    }
+    parts = {part.get_content_type(): decoded_text(part) for part in msg.walk() if not part.is_multipart()}
     assert parts == {"text/plain": "plain text", "text/html": "<p>html text</p>"}
     assert msg["Message-ID"] == result["message_id"]
 

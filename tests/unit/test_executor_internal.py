@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from tests.support.worker import make_context
@@ -10,9 +12,9 @@ from zephyr.worker.executors.internal import InternalExecutor
 
 
 @pytest.fixture
-async def executor() -> InternalExecutor:
+async def executor() -> AsyncIterator[InternalExecutor]:
     ex = InternalExecutor(["tests.support.tasks.sample"])
-    yield ex  # type: ignore[misc]
+    yield ex
     await ex.close()
 
 

@@ -143,7 +143,11 @@ async def test_timeout_and_cancel_end_runs_and_kill_their_process_groups(
         assert cancelled.outcome == pb.RUN_OUTCOME_CANCELLED
         for name in ("slow", "cancelme"):
             pid = int((tmp_path / name).read_text())
-            await wait_until(lambda pid=pid: truthy(not process_alive(pid)), what=f"{name} child gone")
+
+            async def gone(pid: int = pid) -> bool:
+                return not process_alive(pid)
+
+            await wait_until(gone, what=f"{name} child gone")
 
 
 async def test_unacked_completions_are_listed_and_resent_after_reconnect_and_abandoned_runs_are_silent(
@@ -210,7 +214,7 @@ async def test_a_call_refused_before_register_is_written_counts_as_a_lost_stream
         outbox=outbox,
     )
     async with grpc.aio.insecure_channel(str(addr)) as channel:
-        call = pb_grpc.WorkerGatewayStub(channel).Connect()
+        call = pb_grpc.WorkerGatewayStub(channel).Connect(None)
         assert await call.code() == grpc.StatusCode.UNAVAILABLE  # the call has ended
         with pytest.raises(StreamLost):
             await connection._converse(addr, call)

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import grpc
-from google.protobuf import struct_pb2  # type: ignore[import-untyped]
+from google.protobuf import struct_pb2
 
 from zephyr import taskstore
 from zephyr.db.pool import DB_ERRORS
@@ -67,7 +67,7 @@ def worker_info(worker: Mapping[str, Any]) -> admin_pb2.WorkerInfo:
     )
 
 
-class Admin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+class Admin(admin_pb2_grpc.AdminServicer):
     """Admin service over the coordinator's pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

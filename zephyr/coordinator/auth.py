@@ -21,7 +21,7 @@ MESSAGE = "a valid cluster token is required (metadata authorization: Bearer <ZE
 FIRST_MESSAGE_WAIT_S = 1.0
 
 
-class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses calls without the cluster token with UNAUTHENTICATED; no token configured: all pass."""
 
     def __init__(self, token: str | None) -> None:

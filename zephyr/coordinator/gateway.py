@@ -37,7 +37,7 @@ MAX_MERGED_ITEMS = 1000
 MAX_ERROR_CODE_CHARS = 64
 
 
-class Gateway(worker_pb2_grpc.WorkerGatewayServicer):  # type: ignore[misc]
+class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
     """Serves worker streams; shares the registry with the dispatcher."""
 
     def __init__(

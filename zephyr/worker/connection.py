@@ -133,7 +133,8 @@ class Connection:
         else:
             channel = grpc.aio.secure_channel(str(addr), self.tls.credentials(), options=CHANNEL_OPTIONS)
         async with channel:
-            call = pb_grpc.WorkerGatewayStub(channel).Connect(metadata=auth_metadata(self.token))
+            # No request iterator: the stream's messages go by call.write().
+            call = pb_grpc.WorkerGatewayStub(channel).Connect(None, metadata=auth_metadata(self.token))
             try:
                 return await self._converse(addr, call)
             finally:

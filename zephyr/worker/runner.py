@@ -181,7 +181,7 @@ class Runner:
             pb.LogLine(
                 run_id=run.run_id,
                 ts_us=time.time_ns() // 1000,
-                stream=cast(pb.LogStream, stream),
+                stream=cast("pb.LogStream.ValueType", stream),
                 line=clean_text(line, run.masker, cut=cut, limit=MAX_LOG_LINE_CHARS)
                 + (" [line cut]" if cut else ""),
             )
