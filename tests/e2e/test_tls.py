@@ -86,7 +86,7 @@ async def test_worker_on_another_host_over_tls(database_url: str, tmp_path: Path
         )
         worker_env = {"ZEPHYR_CLUSTER_TOKEN": TOKEN, "ZEPHYR_COORDINATORS": coordinator.addr}
         good = await cluster.start_worker(
-            wrap=host.exec_prefix, ZEPHYR_WORKER_ID="remote-1", ZEPHYR_TLS_CA=str(ca.cert_path), **worker_env
+            True, host.exec_prefix, ZEPHYR_WORKER_ID="remote-1", ZEPHYR_TLS_CA=str(ca.cert_path), **worker_env
         )
         wrong = await cluster.start_worker(
             False, host.exec_prefix, ZEPHYR_TLS_CA=str(wrong_ca.cert_path), **worker_env
@@ -101,7 +101,7 @@ async def test_worker_on_another_host_over_tls(database_url: str, tmp_path: Path
 
         async def succeeded() -> bool:
             shown = await asyncio.to_thread(zephyr, "task", task_id, "--json", **cli_env)
-            return json.loads(shown.stdout)["status"] == "succeeded"
+            return bool(json.loads(shown.stdout)["status"] == "succeeded")
 
         await wait_until(succeeded, timeout=60, what="the task to succeed on the remote worker")
         assert "registered with coordinator" in good.output()

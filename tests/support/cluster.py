@@ -139,7 +139,7 @@ class Cluster:
         proc = self.spawn("scheduler", ZEPHYR_HTTP_ADDR=f"127.0.0.1:{port}", **env)
         proc.addr = f"{'https' if tls_ca else 'http'}://127.0.0.1:{port}"
         self.api_url = self.api_url or proc.addr
-        ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
+        ssl_context: ssl.SSLContext | bool = ssl.create_default_context(cafile=tls_ca) if tls_ca else True
 
         async def ready() -> bool:
             self._check_alive(proc)
