@@ -34,7 +34,9 @@ async def test_workers_dial_the_coordinator_up_started(
 ) -> None:
     """The coordinator off 50051 (a free port, or port 0) with a stale or unset ZEPHYR_COORDINATORS:
     before the wiring the workers dialled that (or 50051) and retried forever, and nothing ran."""
-    up = UpProcess.start(ZEPHYR, ["--workers", "2"], tmp_path, ZEPHYR_DATABASE_URL=database_url, **settings)
+    up = UpProcess.start(
+        ZEPHYR, ["--workers", "2"], tmp_path, cwd=None, ZEPHYR_DATABASE_URL=database_url, **settings
+    )
     try:
         await up.wait_for_workers(2, timeout=60)
         task = await up.submit_and_wait(NOOP)
