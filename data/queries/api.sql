@@ -265,3 +265,59 @@ SELECT
     (SELECT count(*) FROM workers WHERE status <> 'gone') AS workers,
     ((SELECT count(*) FROM task_runs WHERE finished_at > now() - interval '60 seconds') / 60.0)
         ::float8 AS runs_per_s
+
+-- name: activity
+-- What happened in the last $2 seconds, for the dashboard; one round trip, each part reading at
+-- most $1 rows. Task and run ids are UUIDv7 (milliseconds first), so "created since" is a range
+-- of the primary key from the smallest id of that millisecond; runs that finished since use
+-- task_runs_finished_idx; due work by type walks tasks_claim_idx one priority at a time, like the
+-- claim (pending_priorities()).
+-- $1 cap on the rows each part reads, $2 window in seconds
+WITH since AS (
+    SELECT now() - make_interval(secs => $2::float8) AS at,
+           (lpad(to_hex(floor(extract(epoch FROM now() - make_interval(secs => $2::float8)) * 1000)::bigint),
+                 12, '0') || '00000000000000000000')::uuid AS first_id
+),
+submitted AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM tasks, since WHERE tasks.id >= since.first_id LIMIT $1) s
+),
+finished AS (
+    SELECT coalesce(jsonb_object_agg(f.status, f.n), '{}'::jsonb) AS by_status, coalesce(sum(f.n), 0)::bigint AS n
+    FROM (SELECT r.status, count(*) AS n
+          FROM (SELECT status FROM task_runs, since
+                WHERE finished_at > since.at AND finished_at IS NOT NULL LIMIT $1) r
+          GROUP BY r.status) f
+),
+started AS (
+    SELECT greatest(0, extract(epoch FROM r.started_at - r.scheduled_for))::float8 AS delay_s
+    FROM task_runs r, since
+    WHERE r.id >= since.first_id AND r.attempt = 1
+    ORDER BY r.id DESC
+    LIMIT $1
+),
+latency AS (
+    SELECT count(*) AS runs,
+           percentile_cont(ARRAY[0.5, 0.9, 0.99]::float8[]) WITHIN GROUP (ORDER BY delay_s) AS p,
+           max(delay_s) AS max
+    FROM started
+),
+due AS (
+    SELECT d.type, d.next_run_at
+    FROM pending_priorities() p
+    CROSS JOIN LATERAL (SELECT t.type, t.next_run_at FROM tasks t
+                        WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at <= now()
+                        LIMIT $1) d
+    WHERE p.earliest <= now()
+    LIMIT $1
+),
+queues AS (
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'type', q.type, 'due', q.due, 'oldest_due_age_s', q.oldest) ORDER BY q.type), '[]'::jsonb) AS list,
+           coalesce(sum(q.due), 0)::bigint AS read
+    FROM (SELECT type, count(*) AS due,
+                 greatest(0, extract(epoch FROM now() - min(next_run_at)))::float8 AS oldest
+          FROM due GROUP BY type) q
+)
+SELECT submitted.n AS submitted, finished.n AS finished, finished.by_status AS finished_by_status,
+       latency.runs, latency.p, latency.max, queues.list AS queues, queues.read AS due_read
+FROM submitted, finished, latency, queues

@@ -60,6 +60,58 @@ TASK_SCHEMA: dict[str, Any] = {
     },
 }
 
+WORKER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "host": {"type": "string"},
+        "capacity": {"type": "integer"},
+        "running": {"type": "integer"},
+        "status": {"enum": ["active", "draining", "gone"]},
+        "task_types": {"type": "array", "items": {"type": "string"}},
+        "last_heartbeat_at": {"type": ["string", "null"], "format": "date-time"},
+        "free_slots": {"type": "integer"},
+        "load": {"type": "number"},
+        "coordinator_id": {"type": ["string", "null"]},
+        "version": {"type": "string"},
+        "registered_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+_RATE = {"type": "number", "minimum": 0}
+ACTIVITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["window_s", "submitted_per_s", "finished_per_s", "dispatch_latency_s", "queues"],
+    "properties": {
+        "window_s": {"type": "number"},
+        "submitted_per_s": {**_RATE, "description": "tasks created in the window, per second"},
+        "finished_per_s": {**_RATE, "description": "runs that ended in the window (any status), per second"},
+        "finished": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "dispatch_latency_s": {
+            "type": "object",
+            "description": "due -> started of first attempts started in the window",
+            "properties": {
+                "runs": {"type": "integer"},
+                **{name: {"type": ["number", "null"]} for name in ("p50", "p90", "p99", "max")},
+            },
+        },
+        "queues": {
+            "type": "array",
+            "description": "task types with due work",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "due": {"type": "integer"},
+                    "oldest_due_age_s": {"type": "number"},
+                },
+            },
+        },
+        "approximate": {"type": "array", "items": {"type": "string"}},
+        "as_of": {"type": "string", "format": "date-time"},
+    },
+}
+
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
@@ -78,6 +130,19 @@ def _op(summary: str, ok: int, schema: dict[str, Any] | None, *errors: int, **ex
     if schema is not None:
         response.update(_json(schema))
     return {"summary": summary, "responses": {str(ok): response, **_errors(*errors)}, **extra}
+
+
+def _page_op(summary: str, *media_types: str, not_found: bool = False) -> dict[str, Any]:
+    """A dashboard asset: open without a token; `not_found`: 404 for a name the package does not ship."""
+    content = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+    return {
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {"description": summary, "content": content},
+            **(_errors(404) if not_found else {}),
+        },
+    }
 
 
 def _page(item: str, key: str) -> dict[str, Any]:
@@ -102,7 +167,9 @@ RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 with JSON Schema 2020-12 components generated from schemas.py."""
     components = openapi_components()
-    components.update({"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA})
+    components.update(
+        {"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA, "Worker": WORKER_SCHEMA}
+    )
     task_create = {
         "oneOf": [_ref(f"{t.capitalize()}Task") for t in TASK_TYPES],
         "discriminator": {"propertyName": "type"},
@@ -192,8 +259,51 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/v1/workers": {"get": _op("workers", 200, {"type": "object"}, 401)},
+        "/v1/workers/{id}/drain": {
+            "post": _op(
+                "drain a worker: it finishes its runs and takes no new ones (unknown or gone: 404)",
+                200,
+                _ref("Worker"),
+                401,
+                404,
+                parameters=ID,
+            )
+        },
         "/v1/stats": {
             "get": _op("counts by status, queue depth, oldest due age, runs/s", 200, {"type": "object"}, 401)
+        },
+        "/v1/stats/activity": {
+            "get": _op(
+                "rates, dispatch latency percentiles and due work by type over the last window_s seconds",
+                200,
+                ACTIVITY_SCHEMA,
+                400,
+                401,
+                parameters=[
+                    {
+                        "name": "window_s",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 60},
+                    }
+                ],
+            )
+        },
+        "/": {"get": _page_op("the web dashboard", "text/html")},
+        "/ui/": {"get": _page_op("the web dashboard", "text/html")},
+        "/ui/{name}": {
+            "get": {
+                **_page_op(
+                    "a file of the web dashboard (page, scripts, style sheet)",
+                    "text/html",
+                    "text/javascript",
+                    "text/css",
+                    not_found=True,
+                ),
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+            }
         },
         "/healthz": {"get": _op("process up", 200, {"type": "object"})},
         "/readyz": {"get": _op("database reachable", 200, {"type": "object"}, 503)},

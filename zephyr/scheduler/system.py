@@ -9,12 +9,16 @@ from aiohttp import web
 
 from zephyr import taskstore
 from zephyr.db.queries import QUERIES
+from zephyr.errors import NotFound, ValidationError
 from zephyr.scheduler.http import POOL, respond
 from zephyr.scheduler.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+ACTIVITY_WINDOW_S = 60
+ACTIVITY_MAX_WINDOW_S = 3600
+WORKER_ID_MAX_CHARS = 255
 
 routes = web.RouteTableDef()
 
@@ -57,3 +61,39 @@ async def workers(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """Counts are at most a second old (see taskstore.stats)."""
     return respond(await taskstore.stats(request.app[POOL]))
+
+
+def _storable_id(text: str) -> bool:
+    """Text PostgreSQL could hold as a worker id (no NUL, no lone surrogate, bounded)."""
+    if len(text) > WORKER_ID_MAX_CHARS or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@routes.post("/v1/workers/{id}/drain")
+async def drain_worker(request: web.Request) -> web.Response:
+    """The worker finishes its runs and takes no new ones; 200 with the worker (`draining`),
+    404 for an unknown or gone worker."""
+    worker_id = request.match_info["id"]
+    if not _storable_id(worker_id):
+        raise NotFound("no such worker")  # could never have registered: no database round trip
+    return respond(await taskstore.drain_worker(request.app[POOL], worker_id))
+
+
+@routes.get("/v1/stats/activity")
+async def activity(request: web.Request) -> web.Response:
+    """Rates, dispatch latency and due work by type over the last `window_s` seconds (1 to 3600,
+    default 60); at most a second old (see taskstore.activity)."""
+    text = request.query.get("window_s")
+    window = ACTIVITY_WINDOW_S
+    if text is not None and text != "":
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACTIVITY_MAX_WINDOW_S:
+            raise ValidationError(
+                f"`window_s` must be an integer from 1 to {ACTIVITY_MAX_WINDOW_S}", field="window_s"
+            )
+        window = int(text)
+    return respond(await taskstore.activity(request.app[POOL], float(window)))
