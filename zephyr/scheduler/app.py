@@ -14,7 +14,7 @@ from zephyr.config import SchedulerConfig, warn_plaintext
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
-from zephyr.scheduler import runs, system, tasks
+from zephyr.scheduler import dashboard, runs, system, tasks
 from zephyr.scheduler.http import CONFIG, INSERT_POOL, NOTIFIER, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 from zephyr.scheduler.notifier import DueNotifier
@@ -58,6 +58,7 @@ def build_app(
     app.add_routes(system.routes)
     app.add_routes(tasks.routes)
     app.add_routes(runs.routes)
+    app.add_routes(dashboard.routes)
     return app
 
 

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from zephyr import metrics
 from zephyr.errors import Unauthenticated, Unavailable, ZephyrError
+from zephyr.scheduler.dashboard import is_dashboard_path
 from zephyr.scheduler.http import CONFIG, respond
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,13 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With ZEPHYR_API_TOKENS set, every path but /healthz and /readyz needs a bearer token."""
+    """With ZEPHYR_API_TOKENS set, every path but /healthz, /readyz and the dashboard's static
+    assets (which hold no data) needs a bearer token."""
     tokens = request.app[CONFIG].api_tokens
     if (
         tokens
         and request.path not in OPEN_PATHS
+        and not is_dashboard_path(request.path)
         and not token_ok(request.headers.get("Authorization"), tokens)
     ):
         raise Unauthenticated("send `Authorization: Bearer <token>` with one of ZEPHYR_API_TOKENS")

@@ -1,0 +1,70 @@
+"""The dashboard's pure functions, run by Node (the same ES modules the browser loads): durations,
+chart scales, and the submit form built from the API's real OpenAPI document for every task type."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from zephyr.scheduler.dashboard import UI_DIR
+from zephyr.scheduler.openapi import openapi_document
+from zephyr.scheduler.schemas import TASK_TYPES
+
+
+def run_module(script: str) -> Any:
+    """Run `script` as an ES module next to the dashboard's files; its one printed line as JSON."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node (Debian: nodejs) to run the dashboard's modules")
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", script], cwd=UI_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_durations_and_chart_scales() -> None:
+    got = run_module(
+        "import { formatDuration } from './dom.js';"
+        "import { niceCeil } from './charts.js';"
+        "console.log(JSON.stringify({"
+        " d: [0.0042, 0.5, 3.25, 59.7, 3599.9, 3600, 7325, 90000].map(formatDuration),"
+        " n: [0, 0.3, 1, 3, 7, 12, 4100].map(niceCeil)}));"
+    )
+    assert got["d"] == [
+        "4 ms",
+        "500 ms",
+        "3.3 s",
+        "1 min 0 s",
+        "1 h 0 min",
+        "1 h 0 min",
+        "2 h 2 min",
+        "1 d 1 h",
+    ]
+    assert got["n"] == [0, 0.5, 1, 5, 10, 20, 5000]
+
+
+def test_the_submit_form_covers_every_task_type_of_the_api() -> None:
+    document = json.dumps(openapi_document())
+    got = run_module(
+        "import { taskTypes, fieldKind, labelText } from './submit.js';"
+        f"const doc = {document};"
+        "console.log(JSON.stringify(taskTypes(doc).map((t) => ({"
+        " type: t.type,"
+        " required: t.payload.required || [],"
+        " fields: Object.fromEntries(Object.entries(t.payload.properties).map(([k, s]) => [k, fieldKind(doc, s).kind])),"
+        " task: Object.keys(t.task.properties).map(labelText)}))));"
+    )
+    by_type = {entry["type"]: entry for entry in got}
+    assert set(by_type) == set(TASK_TYPES)
+    # A field that also takes a {"$secret": ...} reference is still edited as text.
+    assert by_type["http"]["fields"]["url"] == "text"
+    assert by_type["http"]["fields"]["headers"] == "json"
+    assert by_type["shell"]["fields"]["command"] == "text"
+    assert by_type["internal"]["fields"] == {"function": "text", "args": "json", "kwargs": "json"}
+    assert "function" in by_type["internal"]["required"]
+    assert "Timeout (seconds)" in by_type["http"]["task"] and "Max attempts" in by_type["http"]["task"]

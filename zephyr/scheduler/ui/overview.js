@@ -1,0 +1,179 @@
+// Overview: live figures of the whole cluster, polled from /v1/stats, /v1/stats/activity and
+// /v1/workers every POLL_MS, kept for HISTORY_S in this page's memory for the charts.
+
+import { api } from "./api.js";
+import { barTable, lineChart } from "./charts.js";
+import { badge, formatDuration, formatNumber, h, replace } from "./dom.js";
+
+const POLL_MS = 2000;
+const HISTORY_S = 300;
+const RATE_WINDOW_S = 10;
+const TASK_STATUSES = ["pending", "running", "paused", "succeeded", "dead", "cancelled"];
+
+const history = { submitted: [], finished: [], p50: [], p90: [], p99: [], depth: [], free: [] };
+
+function record(name, t, v) {
+  const points = history[name];
+  points.push({ t, v });
+  while (points.length && points[0].t < t - HISTORY_S * 1000) points.shift();
+}
+
+const perSecond = (v) => `${formatNumber(v, v < 10 ? 2 : 0)}/s`;
+const count = (v) => formatNumber(v);
+
+// The time-series charts: [legend name, history key] per line.
+const CHARTS = [
+  { id: "chart-throughput", title: "Throughput (tasks per second)", format: perSecond, series: [["submitted", "submitted"], ["finished", "finished"]] },
+  { id: "chart-latency", title: "Dispatch latency (due to started)", format: formatDuration, series: [["p50", "p50"], ["p90", "p90"], ["p99", "p99"]] },
+  { id: "chart-capacity", title: "Queue depth and free slots", format: count, series: [["queue depth", "depth"], ["free slots", "free"]] },
+];
+
+/** Types with due work that no active worker offers: [{type, due, oldest_due_age_s}]. */
+export function unservedTypes(queues, workers, stats) {
+  if (stats && Array.isArray(stats.unserved_types)) {
+    // The scheduler's own answer, when it gives one.
+    return stats.unserved_types.map((entry) => (typeof entry === "string" ? { type: entry } : entry));
+  }
+  const offered = new Set(workers.filter((w) => w.status === "active").flatMap((w) => w.task_types));
+  return queues.filter((q) => q.due > 0 && !offered.has(q.type));
+}
+
+function card(label, value, hint, id) {
+  return h("div", { class: "card", id }, h("dt", {}, label), h("dd", {}, h("span", { class: "card-value" }, value), hint ? h("span", { class: "card-hint" }, hint) : null));
+}
+
+export function renderOverview(main) {
+  const heading = h("h1", { tabindex: "-1" }, "Overview");
+  const alertBox = h("div", { id: "unserved", "aria-live": "polite" });
+  const cards = h("dl", { class: "cards", id: "cards" });
+  const charts = h("div", { class: "chart-grid", id: "charts" });
+  const tables = h("div", { class: "table-grid", id: "tables" });
+  const status = h("p", { class: "muted", id: "overview-status", role: "status" }, "Loading…");
+  replace(main, heading, alertBox, cards, charts, tables, status);
+
+  let stopped = false;
+  let timer = null;
+  async function poll() {
+    try {
+      const [stats, activity, workerList] = await Promise.all([
+        api("GET", "/v1/stats"),
+        api("GET", `/v1/stats/activity?window_s=${RATE_WINDOW_S}`),
+        api("GET", "/v1/workers"),
+      ]);
+      if (stopped) return;
+      draw(stats, activity, workerList.workers);
+      replace(status, `Updated ${new Date().toLocaleTimeString("en-GB")} · every ${POLL_MS / 1000} s`);
+    } catch (error) {
+      if (!stopped) replace(status, `Could not load figures: ${error.message}`);
+    }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  }
+
+  function draw(stats, activity, workers) {
+    const now = Date.now();
+    const live = workers.filter((w) => w.status !== "gone");
+    const capacity = live.filter((w) => w.status === "active").reduce((sum, w) => sum + w.capacity, 0);
+    const free = live.filter((w) => w.status === "active").reduce((sum, w) => sum + (w.free_slots ?? Math.max(0, w.capacity - w.running)), 0);
+    const latency = activity.dispatch_latency_s || {};
+    record("submitted", now, activity.submitted_per_s);
+    record("finished", now, activity.finished_per_s);
+    if (latency.runs) {
+      record("p50", now, latency.p50);
+      record("p90", now, latency.p90);
+      record("p99", now, latency.p99);
+    }
+    record("depth", now, stats.queue_depth);
+    record("free", now, free);
+
+    const unserved = unservedTypes(activity.queues || [], live, stats);
+    replace(
+      alertBox,
+      unserved.length
+        ? h(
+            "div",
+            { class: "alert", role: "alert" },
+            h("h2", {}, "Work no worker can run"),
+            h(
+              "ul",
+              {},
+              unserved.map((q) =>
+                h(
+                  "li",
+                  {},
+                  h("strong", {}, q.type),
+                  q.due !== undefined ? `: ${formatNumber(q.due)} due task(s) wait, the oldest for ${formatDuration(q.oldest_due_age_s)}; ` : ": ",
+                  "no active worker offers this type.",
+                ),
+              ),
+            ),
+          )
+        : null,
+    );
+
+    const approx = new Set(stats.approximate || []);
+    replace(
+      cards,
+      card("Queue depth", `${count(stats.queue_depth)}${approx.has("queue_depth") ? "+" : ""}`, "due, not yet running", "card-queue"),
+      card("Oldest due", formatDuration(stats.oldest_due_age_s), "waiting longest", "card-oldest"),
+      card("Submitted", perSecond(activity.submitted_per_s), `last ${activity.window_s} s`, "card-submitted"),
+      card("Finished", perSecond(activity.finished_per_s), `last ${activity.window_s} s`, "card-finished"),
+      card("Dispatch p99", latency.runs ? formatDuration(latency.p99) : "—", latency.runs ? `p50 ${formatDuration(latency.p50)}` : "no runs started", "card-latency"),
+      card("Workers", count(live.filter((w) => w.status === "active").length), `${live.filter((w) => w.status === "draining").length} draining`, "card-workers"),
+      card("Free slots", `${count(free)} / ${count(capacity)}`, "of active workers", "card-slots"),
+    );
+
+    replace(
+      charts,
+      CHARTS.map(({ id, title, format, series }) =>
+        lineChart({ id, title, format, windowS: HISTORY_S, series: series.map(([name, key]) => ({ name, points: history[key] })) }),
+      ),
+    );
+
+    const offeredBy = (type) => live.filter((w) => w.status === "active" && w.task_types.includes(type)).length;
+    const unservedNames = new Set(unserved.map((q) => q.type));
+    replace(
+      tables,
+      barTable({
+        id: "queue-by-type",
+        caption: "Queue by type",
+        columns: ["Type", "Due tasks", "Oldest due", "Workers offering it"],
+        empty: "No due tasks.",
+        rows: (activity.queues || []).map((q) => ({
+          label: q.type,
+          value: q.due,
+          text: count(q.due),
+          warn: unservedNames.has(q.type) ? "(no worker)" : "",
+          extra: [formatDuration(q.oldest_due_age_s), count(offeredBy(q.type))],
+        })),
+      }),
+      barTable({
+        id: "tasks-by-status",
+        caption: "Tasks by status",
+        columns: ["Status", "Tasks"],
+        rows: TASK_STATUSES.map((s) => ({
+          label: badge(s),
+          value: stats.tasks[s] || 0,
+          text: `${count(stats.tasks[s] || 0)}${approx.has(`tasks.${s}`) ? " (estimate)" : ""}`,
+        })),
+      }),
+      barTable({
+        id: "worker-slots",
+        caption: "Workers: running of capacity",
+        columns: ["Worker", "Running", "Free slots", "Status"],
+        empty: "No worker is connected.",
+        rows: live.map((w) => ({
+          label: w.id,
+          value: w.capacity ? w.running / w.capacity : 0,
+          text: `${count(w.running)} / ${count(w.capacity)}`,
+          extra: [count(w.free_slots), badge(w.status)],
+        })),
+      }),
+    );
+  }
+
+  poll();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
