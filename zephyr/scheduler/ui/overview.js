@@ -28,14 +28,36 @@ const CHARTS = [
   { id: "chart-capacity", title: "Queue depth and free slots", format: count, series: [["queue depth", "depth"], ["free slots", "free"]] },
 ];
 
-/** Types with due work that no active worker offers: [{type, due, oldest_due_age_s}]. */
+/** Due work by type: [{type, due, oldest_due_age_s}], from /v1/stats when it gives it per type,
+ * else from /v1/stats/activity. */
+export function queuesByType(stats, activity) {
+  if (stats.queue_depth_by_type) {
+    const ages = stats.oldest_due_age_s_by_type || {};
+    return Object.entries(stats.queue_depth_by_type)
+      .filter(([, due]) => due > 0)
+      .map(([type, due]) => ({ type, due, oldest_due_age_s: ages[type] ?? null }));
+  }
+  return activity.queues || [];
+}
+
+/** Types with work waiting that no active worker offers: [{type, waiting, what, oldest_due_age_s}].
+ * The scheduler's own answer (`types_without_worker`, pending work) when it gives one; else due
+ * work whose type no active worker lists. */
 export function unservedTypes(queues, workers, stats) {
-  if (stats && Array.isArray(stats.unserved_types)) {
-    // The scheduler's own answer, when it gives one.
-    return stats.unserved_types.map((entry) => (typeof entry === "string" ? { type: entry } : entry));
+  const byType = Object.fromEntries(queues.map((q) => [q.type, q]));
+  if (Array.isArray(stats.types_without_worker)) {
+    const pending = stats.pending_by_type || {};
+    return stats.types_without_worker.map((type) => ({
+      type,
+      waiting: pending[type] ?? byType[type]?.due ?? null,
+      what: "pending",
+      oldest_due_age_s: byType[type]?.oldest_due_age_s ?? null,
+    }));
   }
   const offered = new Set(workers.filter((w) => w.status === "active").flatMap((w) => w.task_types));
-  return queues.filter((q) => q.due > 0 && !offered.has(q.type));
+  return queues
+    .filter((q) => q.due > 0 && !offered.has(q.type))
+    .map((q) => ({ type: q.type, waiting: q.due, what: "due", oldest_due_age_s: q.oldest_due_age_s }));
 }
 
 function card(label, value, hint, id) {
@@ -85,7 +107,8 @@ export function renderOverview(main) {
     record("depth", now, stats.queue_depth);
     record("free", now, free);
 
-    const unserved = unservedTypes(activity.queues || [], live, stats);
+    const queues = queuesByType(stats, activity);
+    const unserved = unservedTypes(queues, live, stats);
     replace(
       alertBox,
       unserved.length
@@ -101,7 +124,8 @@ export function renderOverview(main) {
                   "li",
                   {},
                   h("strong", {}, q.type),
-                  q.due !== undefined ? `: ${formatNumber(q.due)} due task(s) wait, the oldest for ${formatDuration(q.oldest_due_age_s)}; ` : ": ",
+                  q.waiting === null ? ": " : `: ${formatNumber(q.waiting)} ${q.what} task(s) wait`,
+                  q.oldest_due_age_s === null ? "; " : `, the oldest due for ${formatDuration(q.oldest_due_age_s)}; `,
                   "no active worker offers this type.",
                 ),
               ),
@@ -138,7 +162,7 @@ export function renderOverview(main) {
         caption: "Queue by type",
         columns: ["Type", "Due tasks", "Oldest due", "Workers offering it"],
         empty: "No due tasks.",
-        rows: (activity.queues || []).map((q) => ({
+        rows: queues.map((q) => ({
           label: q.type,
           value: q.due,
           text: count(q.due),
