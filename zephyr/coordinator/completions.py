@@ -78,7 +78,18 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
     by_key: dict[tuple[Any, int, str], RunEnding] = {}
     for ending in endings:
         by_key.setdefault(ending.key, ending)
-    batch = list(by_key.values())
+    rows = await _end_runs(pool, list(by_key.values()), by_key, backoff)
+    _count_ended(rows, by_key)
+    return _verdicts(endings, {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows})
+
+
+async def _end_runs(
+    pool: asyncpg.Pool,
+    batch: list[RunEnding],
+    by_key: dict[tuple[Any, int, str], RunEnding],
+    backoff: Backoff,
+) -> list[Any]:
+    """End the runs of `batch` (distinct endings) with their tasks; returns the runs ended."""
     rows: list[Any] = []
     async with pool.acquire() as conn:
         if all(e.status == "succeeded" for e in batch):
@@ -93,19 +104,26 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
         if batch:
             async with conn.transaction():
                 rows += await _finish_and_decide(conn, batch, by_key, backoff)
+    return rows
+
+
+def _count_ended(rows: list[Any], by_key: dict[tuple[Any, int, str], RunEnding]) -> None:
+    """Count the runs ended by type and status, with their durations as the workers reported them."""
     ended_counts: Counter[tuple[str, str]] = Counter()
-    accepted: set[tuple[Any, int, str]] = set()
     for row in rows:
-        key = (row["run_id"], row["attempt"], row["worker_id"])
-        accepted.add(key)
         ended_counts[(row["type"], row["status"])] += 1
-        duration_s = by_key[key].duration_s
+        duration_s = by_key[(row["run_id"], row["attempt"], row["worker_id"])].duration_s
         if duration_s is not None:
             metrics.child(metrics.RUN_DURATION, row["type"]).observe(duration_s)
     for (task_type, status), count in ended_counts.items():
         metrics.child(metrics.RUNS_FINISHED, task_type, status).inc(count)
         if status == "lost":
             metrics.RUNS_LOST.inc(count)
+
+
+def _verdicts(endings: Sequence[RunEnding], accepted: set[tuple[Any, int, str]]) -> list[bool]:
+    """Per ending, whether it was accepted: only the first of repeated endings is; refusals are
+    counted and logged."""
     result = []
     granted: set[tuple[Any, int, str]] = set()
     for ending in endings:

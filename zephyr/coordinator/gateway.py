@@ -73,24 +73,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             first = await messages.__anext__()
         except StopAsyncIteration:
             return
-        if not first.HasField("register"):
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be register")
-        reg = first.register
-        if not reg.worker_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.worker_id: required")
-        if reg.capacity < 1:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.capacity: must be at least 1")
-        if self._check_peer_identity:
-            names = peer_names(context)
-            if reg.worker_id not in names:
-                log.warning(
-                    "refused worker %r: its client certificate names %s", reg.worker_id, sorted(names)
-                )
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"register.worker_id {reg.worker_id!r} is not a name of the client certificate "
-                    f"(subject CN or DNS SAN: {', '.join(sorted(names)) or 'none'})",
-                )
+        reg = await self._valid_register(first, context)
         session = WorkerSession(reg.worker_id, reg.capacity, frozenset(reg.task_types))
         previous = self._registry.get(reg.worker_id)
         if previous is not None:
@@ -114,30 +97,56 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
         self._registry.add(session)
         reader = asyncio.create_task(self._read(session, messages), name=f"read-{reg.worker_id}")
         try:
-            while True:
-                try:
-                    if session.carry:
-                        message = session.carry.pop()
-                    else:
-                        message = await asyncio.wait_for(session.outbox.get(), self._lease_s / 2)
-                except TimeoutError:
-                    # A stream silent past the lease is a zombie (the worker may be frozen or gone
-                    # elsewhere): stop sending it work; a live worker reconnects.
-                    if time.monotonic() - session.last_heard > self._lease_s:
-                        log.warning(
-                            "worker %s silent for over %.1fs: closing its stream",
-                            reg.worker_id,
-                            self._lease_s,
-                        )
-                        break
-                    continue
-                if message is None:
-                    break
+            while (message := await self._next_down(session)) is not None:
                 yield self._merge(message, session)
         finally:
             reader.cancel()
             self._registry.remove(session)
             log.info("worker %s stream closed", reg.worker_id)
+
+    async def _valid_register(
+        self, first: worker_pb2.WorkerMessage, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> worker_pb2.Register:
+        """The Register the stream opened with; the call is aborted, naming the field, when the first
+        message is not one, is not valid, or names a worker the client certificate does not."""
+        if not first.HasField("register"):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be register")
+        reg = first.register
+        if not reg.worker_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.worker_id: required")
+        if reg.capacity < 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.capacity: must be at least 1")
+        if self._check_peer_identity:
+            names = peer_names(context)
+            if reg.worker_id not in names:
+                log.warning(
+                    "refused worker %r: its client certificate names %s", reg.worker_id, sorted(names)
+                )
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"register.worker_id {reg.worker_id!r} is not a name of the client certificate "
+                    f"(subject CN or DNS SAN: {', '.join(sorted(names)) or 'none'})",
+                )
+        return reg
+
+    async def _next_down(self, session: WorkerSession) -> worker_pb2.CoordinatorMessage | None:
+        """The next message to send down the stream, or None to close it: asked to, or the worker
+        was silent past its lease."""
+        while True:
+            if session.carry:
+                return session.carry.pop()
+            try:
+                return await asyncio.wait_for(session.outbox.get(), self._lease_s / 2)
+            except TimeoutError:
+                # A stream silent past the lease is a zombie (the worker may be frozen or gone
+                # elsewhere): stop sending it work; a live worker reconnects.
+                if time.monotonic() - session.last_heard > self._lease_s:
+                    log.warning(
+                        "worker %s silent for over %.1fs: closing its stream",
+                        session.worker_id,
+                        self._lease_s,
+                    )
+                    return None
 
     @staticmethod
     def _merge(

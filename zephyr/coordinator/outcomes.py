@@ -70,26 +70,33 @@ def decide(
         return _rerun_overlap_firing(run)
     if run.task_status != "running" or run.last_run_id != run.run_id:
         return None
-
-    def update(status: str, next_run_at: datetime | None, attempts: int) -> TaskUpdate:
-        return TaskUpdate(run.task_id, run.run_id, "running", status, next_run_at, attempts)
-
-    def next_firing() -> TaskUpdate:
-        # The schedule goes on from the firing that ran, not from now: missed ticks fold into one.
-        # An overlap task still running on this run was not put back to pending at its claim (its
-        # schedule ended, or that step failed after the claim committed): the firing comes now.
-        if run.schedule is None:
-            return update("succeeded", None, run.attempts)
-        fire = next_fire(run.schedule, previous=run.scheduled_for, now=max(run.started_at, now))
-        if fire is None:
-            return update("succeeded", None, run.attempts)
-        return update("pending", fire, 0)
-
     if run.status == "succeeded":
-        return next_firing() if run.recurring else update("succeeded", None, run.attempts)
-
+        return _next_firing(run, now) if run.recurring else _update(run, "succeeded", None, run.attempts)
     if not run.charged:
-        return update("pending", now, max(0, run.attempts - 1))
+        return _update(run, "pending", now, max(0, run.attempts - 1))
+    return _after_failure(run, now, backoff)
+
+
+def _update(run: FinishedRun, status: str, next_run_at: datetime | None, attempts: int) -> TaskUpdate:
+    """Move the task, still `running` on `run`, to `status`."""
+    return TaskUpdate(run.task_id, run.run_id, "running", status, next_run_at, attempts)
+
+
+def _next_firing(run: FinishedRun, now: datetime) -> TaskUpdate:
+    """The recurring task's next firing after `run`, or `succeeded` when its schedule has ended."""
+    # The schedule goes on from the firing that ran, not from now: missed ticks fold into one.
+    # An overlap task still running on this run was not put back to pending at its claim (its
+    # schedule ended, or that step failed after the claim committed): the firing comes now.
+    if run.schedule is None:
+        return _update(run, "succeeded", None, run.attempts)
+    fire = next_fire(run.schedule, previous=run.scheduled_for, now=max(run.started_at, now))
+    if fire is None:
+        return _update(run, "succeeded", None, run.attempts)
+    return _update(run, "pending", fire, 0)
+
+
+def _after_failure(run: FinishedRun, now: datetime, backoff: Callable[[int], float]) -> TaskUpdate:
+    """A charged run that did not succeed: retry, next firing, or dead."""
     # An overlap firing that failed on its own is not retried (the next firing comes anyway); one
     # lost with its worker is.
     overlap_failed = run.recurring and run.overlap and run.status != "lost"
@@ -97,10 +104,10 @@ def decide(
     if can_retry:
         # A lost run failed for its worker's sake, not its own: it runs again at once elsewhere.
         delay_s = 0.0 if run.status == "lost" else backoff(run.attempts)
-        return update("pending", now + timedelta(seconds=delay_s), run.attempts)
+        return _update(run, "pending", now + timedelta(seconds=delay_s), run.attempts)
     if run.recurring:
-        return next_firing()
-    return update("dead", None, run.attempts)
+        return _next_firing(run, now)
+    return _update(run, "dead", None, run.attempts)
 
 
 def _rerun_overlap_firing(run: FinishedRun) -> TaskUpdate | None:

@@ -199,27 +199,14 @@ class Runner:
         except asyncio.CancelledError:
             if run.stop_reason in (None, "abandon"):
                 raise
-            completion.outcome = pb.RUN_OUTCOME_CANCELLED
-            completion.retryable = run.stop_reason == "drain"
-            completion.error_code = "worker_draining" if run.stop_reason == "drain" else "cancelled"
-            completion.error_message = (
-                "cancelled: the worker drained and the grace period ran out"
-                if run.stop_reason == "drain"
-                else "cancelled on request"
-            )
+            _cancelled(completion, drained=run.stop_reason == "drain")
         except _TimedOut:
             completion.outcome = pb.RUN_OUTCOME_TIMED_OUT
             completion.error_code = "timeout"
             completion.error_message = f"timed out after {a.timeout_s:g}s"
             completion.retryable = True
         except TaskFailed as exc:
-            completion.outcome = pb.RUN_OUTCOME_FAILED
-            completion.error_code = exc.code
-            completion.error_message = clean_text(str(exc), run.masker)
-            completion.retryable = exc.retryable
-            if isinstance(exc, RunFailure) and exc.result is not None:
-                with contextlib.suppress(Unstorable):  # the failure stands; only its result is dropped
-                    completion.result_json = encode_result(mask_value(exc.result, run.masker))
+            _task_failed(completion, exc, run.masker)
         except Exception as exc:
             completion.outcome = pb.RUN_OUTCOME_FAILED
             completion.error_code = "exception"
@@ -227,15 +214,7 @@ class Runner:
             completion.retryable = True
             log.error("run %s: executor error: %s", run.run_id, completion.error_message)
         else:
-            completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
-            if result is not None:
-                try:
-                    completion.result_json = encode_result(mask_value(result, run.masker))
-                except Unstorable as exc:
-                    completion.outcome = pb.RUN_OUTCOME_FAILED
-                    completion.error_code = exc.code
-                    completion.error_message = str(exc)
-                    completion.retryable = False
+            _succeeded(completion, result, run.masker)
         finally:
             WORKER_RUNNING.dec()
             self.runs.pop(run.run_id, None)
@@ -298,3 +277,38 @@ class _TimedOut(Exception):
 
 
 __all__ = ["LogStream", "Run", "Runner"]
+
+
+def _cancelled(completion: pb.Completion, *, drained: bool) -> None:
+    """The run was cancelled on request, or by a drain whose grace ran out (retried elsewhere)."""
+    completion.outcome = pb.RUN_OUTCOME_CANCELLED
+    completion.retryable = drained
+    completion.error_code = "worker_draining" if drained else "cancelled"
+    completion.error_message = (
+        "cancelled: the worker drained and the grace period ran out" if drained else "cancelled on request"
+    )
+
+
+def _task_failed(completion: pb.Completion, exc: TaskFailed, masker: Masker) -> None:
+    """The executor failed the run: its code, masked message and retryability, with its result if any."""
+    completion.outcome = pb.RUN_OUTCOME_FAILED
+    completion.error_code = exc.code
+    completion.error_message = clean_text(str(exc), masker)
+    completion.retryable = exc.retryable
+    if isinstance(exc, RunFailure) and exc.result is not None:
+        with contextlib.suppress(Unstorable):  # the failure stands; only its result is dropped
+            completion.result_json = encode_result(mask_value(exc.result, masker))
+
+
+def _succeeded(completion: pb.Completion, result: Any, masker: Masker) -> None:
+    """The run succeeded; a result that cannot be stored fails it, not retried."""
+    completion.outcome = pb.RUN_OUTCOME_SUCCEEDED
+    if result is None:
+        return
+    try:
+        completion.result_json = encode_result(mask_value(result, masker))
+    except Unstorable as exc:
+        completion.outcome = pb.RUN_OUTCOME_FAILED
+        completion.error_code = exc.code
+        completion.error_message = str(exc)
+        completion.retryable = False
