@@ -1,5 +1,6 @@
 -- Queries of the scheduler's HTTP API and of zephyr/taskstore.py (shared with the Admin gRPC service).
--- Task reads return the task's columns plus `last_run` (jsonb of its newest run, or NULL).
+-- Task reads return the task's columns plus `last_run` (jsonb of its newest run, or NULL), from
+-- task_last_run() (data/migrations/0008_task_last_run.sql), which the planner inlines.
 -- Ids are UUIDv7, so `ORDER BY id` is creation order; keyset pages go newest first (`id < $before`).
 
 -- name: ping
@@ -9,20 +10,14 @@ SELECT 1
 -- $1 task id
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.id = $1
 
 -- name: get_task_by_idempotency_key
 -- $1 idempotency key
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.idempotency_key = $1
 
 -- name: insert_task
@@ -98,10 +93,7 @@ ORDER BY input.ord
 -- Newest first. $1 before id (exclusive; the largest uuid for the first page), $2 limit
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.id < $1
 ORDER BY t.id DESC
 LIMIT $2
@@ -110,10 +102,7 @@ LIMIT $2
 -- Pages on tasks_name_id_idx. $1 before id, $2 limit, $3 name, $4 status or NULL, $5 type or NULL
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.name = $3 AND t.id < $1
   AND ($4::text IS NULL OR t.status = $4)
   AND ($5::text IS NULL OR t.type = $5)
@@ -124,10 +113,7 @@ LIMIT $2
 -- Pages on tasks_status_id_idx. $1 before id, $2 limit, $3 status, $4 type or NULL
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.status = $3 AND t.id < $1
   AND ($4::text IS NULL OR t.type = $4)
 ORDER BY t.status DESC, t.id DESC
@@ -137,10 +123,7 @@ LIMIT $2
 -- Pages on tasks_type_id_idx. $1 before id, $2 limit, $3 type
 SELECT t.*, lr.last_run
 FROM tasks t
-LEFT JOIN LATERAL (
-    SELECT to_jsonb(r) - 'cancel_requested' - 'coordinator_id' AS last_run
-    FROM task_runs r WHERE r.task_id = t.id ORDER BY r.id DESC LIMIT 1
-) lr ON true
+LEFT JOIN LATERAL task_last_run(t.id) lr ON true
 WHERE t.type = $3 AND t.id < $1
 ORDER BY t.type DESC, t.id DESC
 LIMIT $2
