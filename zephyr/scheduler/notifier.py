@@ -29,7 +29,6 @@ import asyncpg
 
 from zephyr import taskstore
 from zephyr.db.pool import DB_ERRORS
-from zephyr.db.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class DueNotifier:
             at, self._pending = self._pending, None
             try:
                 async with self._pool.acquire() as conn:
-                    await conn.execute(QUERIES["notify_tasks"], taskstore.rfc3339(at))
+                    await taskstore.notify_due(conn, at)
                 self.sent += 1
             except DB_ERRORS as exc:
                 log.warning("new tasks not notified (coordinators will find them by polling): %s", exc)
