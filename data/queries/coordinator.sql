@@ -178,32 +178,45 @@ SELECT count(*) AS updated,
 FROM updated;
 
 -- name: upsert_worker
--- A worker (re)registers on this coordinator.
+-- A worker (re)registers on this coordinator under a fresh registration id. Refused (no row) while
+-- another live process holds the id: a worker row not gone, its lease running, another host or pid.
 -- $1 id, $2 host, $3 pid int, $4 version, $5 capacity int, $6 task_types text[], $7 coordinator_id,
--- $8 lease_s float8
+-- $8 lease_s float8, $9 registration uuid
 INSERT INTO workers (id, host, pid, version, capacity, running, free_slots, status, task_types,
-                     coordinator_id, registered_at, last_heartbeat_at, lease_expires_at)
-VALUES ($1, $2, $3, $4, $5, 0, $5, 'active', $6, $7, now(), now(), now() + make_interval(secs => $8::float8))
+                     coordinator_id, registered_at, last_heartbeat_at, lease_expires_at, registration)
+VALUES ($1, $2, $3, $4, $5, 0, $5, 'active', $6, $7, now(), now(), now() + make_interval(secs => $8::float8), $9)
 ON CONFLICT (id) DO UPDATE
 SET host = excluded.host, pid = excluded.pid, version = excluded.version, capacity = excluded.capacity,
     free_slots = excluded.free_slots, status = 'active', task_types = excluded.task_types,
     coordinator_id = excluded.coordinator_id, registered_at = now(), last_heartbeat_at = now(),
-    lease_expires_at = excluded.lease_expires_at;
+    lease_expires_at = excluded.lease_expires_at, registration = excluded.registration
+WHERE workers.status = 'gone'
+   OR workers.lease_expires_at < now()
+   OR (workers.host = excluded.host AND workers.pid IS NOT DISTINCT FROM excluded.pid)
+RETURNING id;
+
+-- name: worker_holder
+-- Who holds a worker id, for the error refusing a second process under it.
+-- $1 id
+SELECT host, pid, coordinator_id, extract(epoch FROM lease_expires_at - now())::float8 AS lease_left_s
+FROM workers WHERE id = $1;
 
 -- name: running_runs_of_worker
 -- $1 worker_id
 SELECT id, attempt FROM task_runs WHERE worker_id = $1 AND status = 'running';
 
 -- name: heartbeat
--- One statement per heartbeat: renews the worker's lease (which holds all its runs).
+-- One statement per heartbeat: renews the worker's lease (which holds all its runs), only for the
+-- registration the stream made and only while the worker is not gone. No row: the stream is stale.
 -- $1 id, $2 lease_s float8, $3 running int, $4 free_slots int, $5 load float8, $6 draining bool,
--- $7 coordinator_id
+-- $7 coordinator_id, $8 registration uuid
 UPDATE workers
 SET lease_expires_at = now() + make_interval(secs => $2::float8),
     running = $3, free_slots = $4, load = $5, last_heartbeat_at = now(),
     status = CASE WHEN $6::bool OR status = 'draining' THEN 'draining' ELSE 'active' END,
     coordinator_id = $7
-WHERE id = $1;
+WHERE id = $1 AND registration = $8 AND status <> 'gone'
+RETURNING id;
 
 -- name: cancel_requested_runs
 -- Running runs of cancelled tasks, among the given workers.
@@ -218,22 +231,36 @@ SELECT id, attempt, worker_id FROM task_runs WHERE id = $1 AND status = 'running
 
 -- name: expire_workers
 -- Workers silent past their lease are gone (SKIP LOCKED: concurrent coordinators split the work).
+-- Ticks the rescue clock in the same statement: after a gap in the ticks longer than $2 (the
+-- database, or every coordinator, was away) no worker expires until a lease ($1) has passed since,
+-- so live streams renew first. One statement, one now(): a statement that waited through the
+-- outage sees the gap it waited through.
+-- $1 lease_s float8, $2 gap_s float8
+WITH tick AS (
+    UPDATE rescue_clock
+    SET last_tick = now(),
+        resumed_at = CASE WHEN now() - coalesce(last_tick, now()) > make_interval(secs => $2::float8)
+                          THEN now() ELSE resumed_at END
+    RETURNING resumed_at
+)
 UPDATE workers SET status = 'gone'
 WHERE id IN (
     SELECT id FROM workers
     WHERE status <> 'gone' AND lease_expires_at < now()
+      AND (SELECT resumed_at FROM tick) < now() - make_interval(secs => $1::float8)
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id;
 
 -- name: orphaned_runs
--- Running runs whose worker is gone, expired or unknown: to be ended as lost.
+-- Running runs whose worker is gone or unknown: to be ended as lost. (A worker past its lease is
+-- made gone by expire_workers first, which knows when a lapsed lease can be trusted.)
 -- $1 limit int
 SELECT r.id, r.attempt, r.worker_id
 FROM task_runs r
 LEFT JOIN workers w ON w.id = r.worker_id
 WHERE r.status = 'running'
-  AND (w.id IS NULL OR w.status = 'gone' OR w.lease_expires_at < now())
+  AND (w.id IS NULL OR w.status = 'gone')
 LIMIT $1;
 
 -- name: overdue_runs

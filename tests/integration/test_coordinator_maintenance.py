@@ -17,6 +17,7 @@ from zephyr.coordinator.maintenance import Maintenance
 from zephyr.coordinator.registry import Registry, WorkerSession
 from zephyr.db.pool import create_pool
 from zephyr.db.queries import QUERIES
+from zephyr.ids import new_id
 
 BACKOFF = Backoff(0.001, 0.001)
 
@@ -25,7 +26,16 @@ async def register(
     db: asyncpg.Pool, worker_id: str, *, capacity: int = 10, lease_s: float = 60
 ) -> WorkerSession:
     await db.execute(
-        QUERIES["upsert_worker"], worker_id, "host", 1, "test", capacity, ["internal"], "c-test", lease_s
+        QUERIES["upsert_worker"],
+        worker_id,
+        "host",
+        1,
+        "test",
+        capacity,
+        ["internal"],
+        "c-test",
+        lease_s,
+        new_id(),
     )
     return WorkerSession(worker_id, capacity, frozenset({"internal"}))
 
@@ -151,7 +161,9 @@ async def test_runs_sent_down_a_stream_the_worker_left_are_lost(db: asyncpg.Pool
     here = await register(db, "mover", capacity=1)
     [before] = await claim(db, here)
     # the worker registers on another coordinator (its registration reconciles `before`) ...
-    await db.execute(QUERIES["upsert_worker"], "mover", "host", 1, "test", 1, ["internal"], "c-other", 60)
+    await db.execute(
+        QUERIES["upsert_worker"], "mover", "host", 1, "test", 1, ["internal"], "c-other", 60, new_id()
+    )
     # ... while this coordinator still holds its old stream and claims once more for it
     here.outstanding.clear()
     [after] = await claim(db, here)

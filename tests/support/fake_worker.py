@@ -42,7 +42,9 @@ class FakeWorker:
         token: str | None = None,
         in_flight: Iterable[tuple[str, int]] = (),
         heartbeat_s: float | None = 0.3,
+        pid: int = 1,
     ) -> None:
+        self.pid = pid
         self.addr = addr
         self.worker_id = worker_id
         self.capacity = capacity
@@ -79,7 +81,7 @@ class FakeWorker:
                     task_types=self.task_types,
                     in_flight=[pb.RunRef(run_id=r, attempt=a) for r, a in self.in_flight],
                     version="test",
-                    pid=1,
+                    pid=self.pid,
                 )
             )
         )

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import grpc
 
+from zephyr import ids
 from zephyr.coordinator.completions import CompletionBatcher, RunEnding
 from zephyr.coordinator.logs_sink import LogSink
 from zephyr.coordinator.registry import Registry, WorkerSession
@@ -75,16 +76,19 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             return
         reg = await self._valid_register(first, context)
         session = WorkerSession(reg.worker_id, reg.capacity, frozenset(reg.task_types))
+        try:
+            registered = await self._register(reg, session)
+        except WorkerIdInUse as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except DB_ERRORS as exc:
+            log.warning("registering worker %s failed: %s", reg.worker_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; reconnect")
         previous = self._registry.get(reg.worker_id)
         if previous is not None:
             # The same worker reconnected here: its old stream is dead to it, close ours too.
             self._registry.remove(previous)
             previous.outbox.put_nowait(None)
-        try:
-            registered = await self._register(reg, session)
-        except DB_ERRORS as exc:
-            log.warning("registering worker %s failed: %s", reg.worker_id, exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; reconnect")
         log.info(
             "worker %s registered (capacity %d, types %s, %d runs kept, %d abandoned)",
             reg.worker_id,
@@ -176,8 +180,9 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
 
     async def _register(self, reg: worker_pb2.Register, session: WorkerSession) -> worker_pb2.Registered:
         listed = {ref.run_id: ref.attempt for ref in reg.in_flight}
+        session.registration = ids.new_id()
         async with self._pool.acquire() as conn:
-            await conn.execute(
+            taken = await conn.fetchval(
                 QUERIES["upsert_worker"],
                 reg.worker_id,
                 reg.host,
@@ -187,7 +192,11 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
                 list(reg.task_types),
                 self._coordinator_id,
                 self._lease_s,
+                session.registration,
             )
+            if taken is None:
+                holder = await conn.fetchrow(QUERIES["worker_holder"], reg.worker_id)
+                raise WorkerIdInUse(reg, holder)
             running = {
                 str(r["id"]): (r["id"], r["attempt"])
                 for r in await conn.fetch(QUERIES["running_runs_of_worker"], reg.worker_id)
@@ -248,9 +257,12 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             session.renewal = asyncio.create_task(self._renew(session, beat))
 
     async def _renew(self, session: WorkerSession, beat: worker_pb2.Heartbeat) -> None:
+        """Renew the lease of the stream's own registration. None left (rescue took the worker for
+        gone, or it registered again elsewhere): the stream is stale and is closed, so that a live
+        worker registers afresh and learns which of its runs are still its own."""
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(
+                renewed = await conn.fetchval(
                     QUERIES["heartbeat"],
                     session.worker_id,
                     self._lease_s,
@@ -259,9 +271,18 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
                     beat.load,
                     session.draining,
                     self._coordinator_id,
+                    session.registration,
                 )
         except DB_ERRORS as exc:
             log.warning("lease of worker %s not renewed: %s", session.worker_id, exc)
+            return
+        if renewed is None and not session.closed:
+            log.warning(
+                "worker %s: its registration here is over (gone, or registered again); closing",
+                session.worker_id,
+            )
+            self._registry.remove(session)
+            session.outbox.put_nowait(None)
 
     def _complete(self, session: WorkerSession, completions: Any) -> None:
         endings = [completion_ending(session.worker_id, c) for c in completions]
@@ -351,6 +372,24 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             if session is not None:
                 session.send(worker_pb2.CoordinatorMessage(cancels=cancels))
         return sum(len(c) for c in by_worker.values())
+
+
+class WorkerIdInUse(Exception):
+    """Another live process holds the worker id this stream registers."""
+
+    def __init__(self, reg: worker_pb2.Register, holder: Any) -> None:
+        where = (
+            ""
+            if holder is None
+            else (
+                f" by host {holder['host']} pid {holder['pid']} on coordinator {holder['coordinator_id']},"
+                f" lease for {max(0.0, holder['lease_left_s'] or 0.0):.1f}s more"
+            )
+        )
+        super().__init__(
+            f"register.worker_id: {reg.worker_id!r} is in use{where}; this process (host {reg.host} pid"
+            f" {reg.pid}) is refused: give each worker its own ZEPHYR_WORKER_ID"
+        )
 
 
 def completion_ending(worker_id: str, c: worker_pb2.Completion) -> RunEnding:

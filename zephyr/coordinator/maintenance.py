@@ -1,7 +1,9 @@
 """Background upkeep, safe with any number of coordinators running it at once.
 
 - lease rescue: workers past their lease become `gone`; their running runs end `lost` and their
-  tasks retry or dead-letter like after a failure;
+  tasks retry or dead-letter like after a failure. After an outage (the database, or every
+  coordinator, was away for over half a lease) rescue waits a lease first, so that the leases of
+  live streams are renewed before anyone is taken for dead;
 - timeout backstop: running runs past `deadline_at` (timeout_s + grace) end `timed_out`;
 - cancel sweep: running runs of cancelled tasks on workers connected here get a cancel sent
   (in case the `zephyr_cancel` notification was missed);
@@ -38,6 +40,9 @@ BATCH = 1000
 RETENTION_EVERY_S = 60.0
 QUEUE_SAMPLE_EVERY_S = 15.0
 RESCUE_MIN_WAIT_S = 0.05  # floor between rescue checks while a lease is already out
+# A gap between rescue ticks (of all coordinators) longer than this many leases is an outage:
+# rescue then waits a lease for live streams to renew (expire_workers).
+OUTAGE_GAP_LEASES = 0.5
 
 
 def endings_of(rows: list[Any], status: str, code: str, message: str) -> list[RunEnding]:
@@ -89,9 +94,15 @@ class Maintenance:
         rather than on a fixed period: a dead worker's runs move on as soon as its lease ends.
         """
         async with self._pool.acquire() as conn:
-            gone = await conn.fetch(QUERIES["expire_workers"])
+            gone = await conn.fetch(
+                QUERIES["expire_workers"], self._lease_s, self._lease_s * OUTAGE_GAP_LEASES
+            )
             rows = await conn.fetch(QUERIES["orphaned_runs"], BATCH)
             self.next_expiry_s = await conn.fetchval(QUERIES["next_lease_expiry_s"])
+        if not gone and self.next_expiry_s is not None and self.next_expiry_s < 0:
+            # A lease ran out but nobody expired: rescue waits after an outage (or another
+            # coordinator holds the row). Look again on the usual period, not in a spin.
+            self.next_expiry_s = None
         if gone:
             log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
         endings = endings_of(rows, "lost", "lost", "worker lease expired")

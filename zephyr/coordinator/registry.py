@@ -33,6 +33,7 @@ class WorkerSession:
     closed: bool = False
     last_heard: float = field(default_factory=time.monotonic)  # monotonic time of its last message
     renewal: asyncio.Task[None] | None = None  # the lease renewal in flight, if any
+    registration: Any = None  # the id of the registration this stream made; renewals are fenced to it
     outbox: asyncio.Queue[worker_pb2.CoordinatorMessage | None] = field(default_factory=asyncio.Queue)
     # A message taken from `outbox` that could not join the previous send; it goes first next time.
     carry: list[worker_pb2.CoordinatorMessage | None] = field(default_factory=list)

@@ -96,7 +96,12 @@ class Connection:
                 was_registered = await self._session(addr)
             except (StreamLost, grpc.aio.AioRpcError, OSError, TimeoutError) as exc:
                 was_registered = self.registered.is_set()
-                log.warning("stream to %s lost: %s", addr, _describe(exc))
+                if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                    # Another live worker holds our id; it is ours again once its lease lapses
+                    # (say, this process restarted after a crash), so keep trying, loudly.
+                    log.error("refused by %s: %s", addr, exc.details())
+                else:
+                    log.warning("stream to %s lost: %s", addr, _describe(exc))
                 await self._explain_tls(exc, addr)
             finally:
                 self.registered.clear()
