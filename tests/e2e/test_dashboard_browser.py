@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -186,11 +187,11 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         )
         assert status == 201
         page.wait_text("#unserved", "email")
+        page.wait_text("#unserved-news", "Work no worker can run: email")
         page.wait_text("#queue-by-type", "email")
-        # Three polls, so each chart has a line.
+        # A few polls (2 s apart), so each chart has a line of five points.
         page.wait(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart-throughput polyline")) == 2,
-            "throughput lines",
+            lambda d: _points(d, "#chart-throughput polyline") >= 5, "five points on the throughput chart"
         )
         page.wait_text("#card-workers", "2")
         page.shot("02-overview.png")
@@ -341,7 +342,18 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.wait_text(f"#workers tr[data-worker-id='{SHELL_WORKER}']", "shell")
         page.shot("09-workers.png")
         page.accessible("workers")
-        page.find(f"{spare} button[data-action=drain]").click()
+        # Keyboard: the table refreshes with each heartbeat and the focused button keeps focus;
+        # Enter on it drains the worker.
+        drain = page.find(f"{spare} button[data-action=drain]")
+        browser.execute_script(
+            "arguments[0].focus(); document.querySelector('#workers').dataset.old = '1';", drain
+        )
+        page.wait(
+            lambda d: d.execute_script("return !document.querySelector('#workers[data-old]')"), "a refresh"
+        )
+        focused = browser.execute_script("return document.activeElement.dataset.focusKey")
+        assert focused == f"drain:{SPARE_WORKER}"
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
         page.wait_text(spare, "draining")
         status, workers = await api.call("GET", "/v1/workers")
         assert {w["id"]: w["status"] for w in workers["workers"]} == {
@@ -367,3 +379,9 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         "task list",
         "workers",
     ]
+
+
+def _points(driver: WebDriver, css: str) -> int:
+    """Points of the first SVG polyline matching `css` (0 when none is drawn yet)."""
+    lines = driver.find_elements(By.CSS_SELECTOR, css)
+    return len((lines[0].get_attribute("points") or "").split()) if lines else 0

@@ -32,6 +32,20 @@ export function replace(element, ...children) {
   append(element, children);
 }
 
+/**
+ * Replace the children of `element` (a part of the page that refreshes itself) without throwing
+ * keyboard focus away: the control that had it, found again by its `data-focus-key`, gets it back.
+ */
+export function rerender(element, ...children) {
+  const active = document.activeElement;
+  const key = active && active !== element && element.contains(active) ? active.dataset.focusKey : undefined;
+  replace(element, ...children);
+  if (key) {
+    const again = element.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
 /** A status as a badge: its text says it, its colour only repeats it. */
 export function badge(status) {
   return h("span", { class: `badge badge-${status}` }, status);

@@ -66,12 +66,16 @@ function card(label, value, hint, id) {
 
 export function renderOverview(main) {
   const heading = h("h1", { tabindex: "-1" }, "Overview");
-  const alertBox = h("div", { id: "unserved", "aria-live": "polite" });
+  // The highlight is redrawn every poll, so it is not itself a live region (a screen reader would
+  // read it every 2 s); `said` announces it once when the set of types changes.
+  const alertBox = h("div", { id: "unserved" });
+  const said = h("p", { class: "visually-hidden", role: "status", id: "unserved-news" });
+  let saidTypes = "";
   const cards = h("dl", { class: "cards", id: "cards" });
   const charts = h("div", { class: "chart-grid", id: "charts" });
   const tables = h("div", { class: "table-grid", id: "tables" });
-  const status = h("p", { class: "muted", id: "overview-status", role: "status" }, "Loading…");
-  replace(main, heading, alertBox, cards, charts, tables, status);
+  const status = h("p", { class: "muted", id: "overview-status" }, "Loading…");
+  replace(main, heading, said, alertBox, cards, charts, tables, status);
 
   let stopped = false;
   let timer = null;
@@ -114,7 +118,7 @@ export function renderOverview(main) {
       unserved.length
         ? h(
             "div",
-            { class: "alert", role: "alert" },
+            { class: "alert" },
             h("h2", {}, "Work no worker can run"),
             h(
               "ul",
@@ -134,6 +138,12 @@ export function renderOverview(main) {
         : null,
     );
 
+    const types = unserved.map((q) => q.type).join(", ");
+    if (types !== saidTypes) {
+      saidTypes = types;
+      replace(said, types ? `Work no worker can run: ${types}.` : "Every type with work waiting has a worker.");
+    }
+
     const approx = new Set(stats.approximate || []);
     replace(
       cards,
@@ -146,10 +156,13 @@ export function renderOverview(main) {
       card("Free slots", `${count(free)} / ${count(capacity)}`, "of active workers", "card-slots"),
     );
 
+    // The charts span what this page has seen, in whole minutes, up to HISTORY_S.
+    const seen = (now - (history.submitted[0]?.t ?? now)) / 1000;
+    const span = Math.min(HISTORY_S, Math.max(60, Math.ceil(seen / 60) * 60));
     replace(
       charts,
       CHARTS.map(({ id, title, format, series }) =>
-        lineChart({ id, title, format, windowS: HISTORY_S, series: series.map(([name, key]) => ({ name, points: history[key] })) }),
+        lineChart({ id, title, format, windowS: span, series: series.map(([name, key]) => ({ name, points: history[key] })) }),
       ),
     );
 

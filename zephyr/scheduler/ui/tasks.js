@@ -2,7 +2,7 @@
 // live logs and the state changes the API offers.
 
 import { api, followLogs, withQuery } from "./api.js";
-import { announce, badge, formatDuration, h, jsonBlock, replace, timeCell } from "./dom.js";
+import { announce, badge, formatDuration, h, jsonBlock, replace, rerender, timeCell } from "./dom.js";
 
 const TASK_STATUSES = ["pending", "running", "paused", "succeeded", "dead", "cancelled"];
 const TASK_TYPES = ["http", "email", "shell", "internal", "publish"];
@@ -38,6 +38,7 @@ function actionButtons(task, notices, after) {
         type: "button",
         class: action === "cancel" ? "danger" : "",
         "data-action": action,
+        "data-focus-key": `${action}:${task.id}`,
         "aria-label": `${label} ${task.name || task.id}`,
         onclick: (event) => {
           event.currentTarget.disabled = true;
@@ -63,7 +64,7 @@ export function scheduleText(schedule) {
 }
 
 function taskLink(task) {
-  return h("a", { href: `#/tasks/${encodeURIComponent(task.id)}` }, task.name || "(unnamed)", h("span", { class: "id" }, ` ${task.id.slice(-12)}`));
+  return h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, "data-focus-key": `open:${task.id}` }, task.name || "(unnamed)", h("span", { class: "id" }, ` ${task.id.slice(-12)}`));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,13 +122,19 @@ export function renderTaskList(main, params) {
 
   let stopped = false;
   let timer = null;
+  let shown = null; // what the table shows, to leave it alone while nothing changed
   async function load() {
     clearTimeout(timer);
     try {
       const data = await api("GET", withQuery("/v1/tasks", { ...filters, limit: PAGE_SIZE, cursor: cursors[page] }));
       if (stopped) return;
       cursors[page + 1] = data.next_cursor || null;
-      draw(data.tasks);
+      // Unchanged rows are left alone, but redrawn every half minute so "5 s ago" stays true.
+      const signature = JSON.stringify([page, Math.floor(Date.now() / 30000), data.tasks]);
+      if (signature !== shown) {
+        shown = signature;
+        draw(data.tasks);
+      }
       prev.disabled = page === 0;
       next.disabled = !data.next_cursor;
       replace(pageLabel, `Page ${page + 1}`);
@@ -143,10 +150,10 @@ export function renderTaskList(main, params) {
   }
   function draw(tasks) {
     if (!tasks.length) {
-      replace(table, h("p", { class: "empty" }, deadLetter ? "The dead letter is empty." : "No task matches."));
+      rerender(table, h("p", { class: "empty" }, deadLetter ? "The dead letter is empty." : "No task matches."));
       return;
     }
-    replace(
+    rerender(
       table,
       h(
         "table",
@@ -263,7 +270,7 @@ export function renderTaskDetail(main, taskId) {
       );
     }
     const row = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
-    replace(
+    rerender(
       facts,
       h(
         "dl",
@@ -284,7 +291,7 @@ export function renderTaskDetail(main, taskId) {
       jsonBlock(task.payload, "Payload"),
       task.schedule ? [h("h2", {}, "Schedule as submitted"), jsonBlock(task.schedule, "Schedule")] : null,
     );
-    replace(
+    rerender(
       runsBox.querySelector("#runs"),
       runs.length
         ? h(
@@ -311,7 +318,7 @@ export function renderTaskDetail(main, taskId) {
                     run.error ? h("p", { class: "error-text" }, `${run.error.code || "error"}: ${run.error.message || ""}`) : null,
                     run.result !== null && run.result !== undefined ? jsonBlock(run.result, `Result of attempt ${run.attempt}`) : null,
                   ),
-                  h("td", {}, h("button", { type: "button", "aria-label": `Show logs of attempt ${run.attempt}`, onclick: () => showLogs(run) }, "Logs")),
+                  h("td", {}, h("button", { type: "button", "data-focus-key": `logs:${run.id}`, "aria-label": `Show logs of attempt ${run.attempt}`, onclick: () => showLogs(run) }, "Logs")),
                 ),
               ),
             ),

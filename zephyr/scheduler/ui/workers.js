@@ -2,7 +2,7 @@
 // button (POST /v1/workers/{id}/drain: it finishes its runs and takes no new ones).
 
 import { api } from "./api.js";
-import { announce, badge, formatNumber, h, relative, replace, timeCell } from "./dom.js";
+import { announce, badge, formatNumber, h, relative, replace, rerender, timeCell } from "./dom.js";
 
 const REFRESH_MS = 2000;
 
@@ -44,10 +44,10 @@ export function renderWorkers(main) {
 
   function draw(workers) {
     if (!workers.length) {
-      replace(table, h("p", { class: "empty" }, "No worker has registered."));
+      rerender(table, h("p", { class: "empty" }, "No worker has registered."));
       return;
     }
-    replace(
+    rerender(
       table,
       h(
         "table",
@@ -60,7 +60,7 @@ export function renderWorkers(main) {
           workers.map((w) => {
             const button =
               w.status === "active"
-                ? h("button", { type: "button", class: "danger", "data-action": "drain", "aria-label": `Drain worker ${w.id}`, onclick: (event) => drain(w, event.currentTarget) }, "Drain")
+                ? h("button", { type: "button", class: "danger", "data-action": "drain", "data-focus-key": `drain:${w.id}`, "aria-label": `Drain worker ${w.id}`, onclick: (event) => drain(w, event.currentTarget) }, "Drain")
                 : null;
             // `load` is the host's 1-minute load average per CPU (above 1: the host is overloaded).
             const load = Math.max(0, w.load || 0);
