@@ -17,6 +17,7 @@ from zephyr.coordinator.dispatcher import Dispatcher
 from zephyr.coordinator.registry import Registry
 from zephyr.db.pool import connect
 from zephyr.db.queries import QUERIES
+from zephyr.v1 import worker_pb2 as pb
 
 BACKOFF = Backoff(0.05, 0.2)
 EVERY_HOUR = {"every_s": 3600, "overlap": True}
@@ -118,3 +119,18 @@ async def test_a_cancel_never_waits_for_a_run_ending_in_progress(database_url: s
     finally:
         await ending.close()
     assert await task_status(db, task_id) == "cancelled"
+
+
+async def test_a_run_handed_back_unstarted_is_due_again_at_once_without_using_an_attempt(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    [task_id] = await insert_tasks(db, max_attempts=1)
+    async with running_coordinator(database_url) as coord:
+        async with FakeWorker(coord.addr, "stopping") as stopping:
+            [first] = await stopping.take(1)
+            await stopping.complete([first], pb.RUN_OUTCOME_CANCELLED, error_code="not_started")
+            assert await stopping.acked([first.run_id]) == {first.run_id: True}
+        # Before the fix the hand-back counted as the task's only attempt: dead, never run.
+        async with FakeWorker(coord.addr, "other") as other:
+            [again] = await other.take(1)
+            assert (again.task_id, again.attempt) == (str(task_id), 1)

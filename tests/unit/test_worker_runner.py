@@ -283,3 +283,25 @@ async def test_a_url_encoded_secret_is_masked(http_target: str) -> None:
     assert "GET /login?pw=" in logged
     assert urllib.parse.quote(password, safe="") not in logged
     assert "GET /login?pw=*** HTTP" in logged
+
+
+async def test_an_assignment_reaching_a_draining_worker_is_handed_back_unstarted() -> None:
+    outbox = Outbox()
+    outbox.set_connected(True)
+    runner = make_runner(outbox)
+    drained = asyncio.create_task(runner.drain(30))
+    await asyncio.sleep(0)
+    # In transit when the worker began to stop: before the fix it started (and was then
+    # abandoned silently at shutdown, left to the lease).
+    runner.start(
+        assignment("late", "internal", json.dumps({"function": "zephyr.sleep", "kwargs": {"seconds": 30}}))
+    )
+    assert runner.running == 0
+    _lines, completions = outbox.take()
+    [handed_back] = completions
+    assert (handed_back.run_id, handed_back.outcome, handed_back.error_code) == (
+        "late",
+        pb.RUN_OUTCOME_CANCELLED,
+        "not_started",
+    )
+    await drained

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DRAIN_GRACE_S = 30.0
 MAX_MERGED_ITEMS = 1000
 MAX_ERROR_CODE_CHARS = 64
+NOT_STARTED = "not_started"  # a stopping worker handed the run back without starting it
 
 
 class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
@@ -405,6 +406,10 @@ def completion_ending(worker_id: str, c: worker_pb2.Completion) -> RunEnding:
             "code": clean_text(c.error_code, MAX_ERROR_CODE_CHARS) or "failed",
             "message": clean_text(c.error_message, MAX_ERROR_CHARS),
         }
+    charged = True
+    if c.outcome == worker_pb2.RUN_OUTCOME_CANCELLED and c.error_code == NOT_STARTED:
+        # Handed back unstarted by a stopping worker: like a run never delivered.
+        status, retryable, charged = "lost", True, False
     result = None
     if c.result_json:
         try:
@@ -421,6 +426,7 @@ def completion_ending(worker_id: str, c: worker_pb2.Completion) -> RunEnding:
         error=error,
         retryable=retryable,
         duration_s=c.duration_s or None,
+        charged=charged,
     )
 
 

@@ -38,6 +38,7 @@ from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, res
 log = logging.getLogger(__name__)
 
 SHUTDOWN_WAIT_S = 5.0
+NOT_STARTED = "not_started"  # Completion.error_code of a run handed back without being started
 
 
 @dataclass(eq=False, slots=True)
@@ -110,10 +111,24 @@ class Runner:
         return [pb.RunRef(run_id=r.run_id, attempt=r.assignment.attempt) for r in self.runs.values()]
 
     def start(self, assignment: pb.Assignment) -> None:
-        """Start executing `assignment` (a repeat of a run already held is ignored)."""
+        """Start executing `assignment` (a repeat of a run already held is ignored). While
+        draining, it is handed back at once, unstarted (`not_started`: its attempt does not
+        count, and another worker takes it without waiting for this one's lease)."""
         run_id = assignment.run_id
         if run_id in self.runs or self.outbox.has_unacked(run_id):
             log.warning("run %s assigned twice; keeping the first", run_id)
+            return
+        if self.draining:
+            self.outbox.complete(
+                pb.Completion(
+                    run_id=run_id,
+                    attempt=assignment.attempt,
+                    outcome=pb.RUN_OUTCOME_CANCELLED,
+                    error_code=NOT_STARTED,
+                    error_message="handed back unstarted: the worker is stopping",
+                    retryable=True,
+                )
+            )
             return
         run = Run(assignment, run_id)
         self.runs[run_id] = run

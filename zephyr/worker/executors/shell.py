@@ -32,6 +32,7 @@ from zephyr.worker.executors.base import (
     get_str_map,
     invalid,
 )
+from zephyr.worker.reaper import REAPER
 
 FIELDS = {"command", "argv", "env", "cwd"}
 KILL_GRACE_S = 2.0
@@ -98,6 +99,14 @@ class ShellExecutor:
             ) from None
         except OSError as exc:
             raise RunFailure(f"cannot start command: {exc.strerror}", code="spawn_failed") from None
+        REAPER.track(proc.pid)  # its group dies with the worker, even on SIGKILL
+        try:
+            return await self._follow(ctx, proc)
+        finally:
+            REAPER.untrack(proc.pid)
+
+    async def _follow(self, ctx: RunContext, proc: asyncio.subprocess.Process) -> Any:
+        """Stream the output of `proc` to the run's logs until it ends; kill its group at the end."""
         await ctx.log(LogStream.SYSTEM, f"started pid {proc.pid}")
         assert proc.stdout is not None and proc.stderr is not None
         readers = [
@@ -120,7 +129,7 @@ class ShellExecutor:
         return {"exit_code": 0}
 
     async def close(self) -> None:
-        """Nothing pooled."""
+        """Nothing pooled (the process group watchdog lives as long as the process)."""
 
 
 def _killpg(pgid: int, signum: int) -> None:
