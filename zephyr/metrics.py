@@ -47,7 +47,26 @@ RUN_DURATION = Histogram(
 )
 WORKERS_CONNECTED = Gauge("zephyr_workers_connected", "Worker streams open on this coordinator")
 FREE_SLOTS = Gauge("zephyr_free_slots", "Free run slots reported by connected workers")
-QUEUE_DEPTH = Gauge("zephyr_queue_depth", "Due tasks not yet running (sampled by maintenance)")
+RETRIES = Counter("zephyr_task_retries_total", "Failed runs whose task was scheduled to run again", ["type"])
+LEASE_EXPIRATIONS = Counter(
+    "zephyr_worker_lease_expirations_total", "Workers marked gone because their lease ran out"
+)
+
+# Sampled from the database by every coordinator's maintenance (ZEPHYR_STATS_SAMPLE_S): every
+# coordinator exports the same cluster-wide figure, so dashboards and alerts take `max by (type)`.
+QUEUE_DEPTH = Gauge(
+    "zephyr_queue_depth", "Due tasks not yet running, by type (at most the stats cap per sample)", ["type"]
+)
+OLDEST_DUE_AGE = Gauge(
+    "zephyr_oldest_due_age_seconds", "How long the oldest due task of a type has waited", ["type"]
+)
+TASKS = Gauge("zephyr_tasks", "Tasks by status and type (exact, from the task counters)", ["status", "type"])
+PENDING_WITHOUT_WORKER = Gauge(
+    "zephyr_pending_without_worker",
+    "Pending tasks of a type that no active worker offers (0 for types some worker offers)",
+    ["type"],
+)
+WORKERS = Gauge("zephyr_workers", "Workers known to the database, by status", ["status"])
 
 # worker
 WORKER_RUNS_STARTED = Counter("zephyr_worker_runs_started_total", "Runs started by this worker", ["type"])

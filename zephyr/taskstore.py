@@ -38,7 +38,6 @@ DB: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 TERMINAL_TASK_STATUSES = frozenset({"succeeded", "dead", "cancelled"})
 TASK_STATUSES = ("pending", "running", "succeeded", "dead", "cancelled", "paused")
 RUN_TIME_FIELDS = ("scheduled_for", "started_at", "finished_at", "deadline_at")
-STATS_MAX_AGE_S = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,58 +280,6 @@ async def list_logs(db: DB, run_id: uuid.UUID, *, after: int, limit: int) -> lis
 async def list_workers(db: DB) -> list[dict[str, Any]]:
     """Every known worker (including `gone` ones, until cleaned up), by id."""
     return [worker_dict(row) for row in await db.fetch(QUERIES["list_workers"])]
-
-
-_stats_cache: dict[int, tuple[object, float, dict[str, Any]]] = {}
-
-# Exact counts stop here; above it a status count is the planner's estimate and `approximate`
-# names it. Bounds the work of one stats call to a few index pages per status, even on 10^8 rows.
-STATS_EXACT_CAP = 10_000
-
-
-async def stats(
-    db: DB, *, max_age_s: float = STATS_MAX_AGE_S, exact_cap: int = STATS_EXACT_CAP
-) -> dict[str, Any]:
-    """`tasks` (count by status, every status present), `queue_depth` (due, not running),
-    `oldest_due_age_s` (0 when nothing is due), `workers` (not gone), `runs_per_s` (runs finished
-    in the last minute / 60), `approximate` (the fields that are estimates: a status count above
-    `exact_cap` comes from table statistics; a `queue_depth` of `exact_cap` means at least that),
-    `as_of` (when computed).
-
-    Never a full count: each count reads at most `exact_cap` index entries. On a Pool the answer
-    is also cached per pool for `max_age_s`.
-    """
-    key = id(db)
-    now = time.monotonic()
-    cached = _stats_cache.get(key)
-    if isinstance(db, asyncpg.Pool) and cached and cached[0] is db and now - cached[1] < max_age_s:
-        return dict(cached[2])
-    row = await db.fetchrow(QUERIES["stats"], exact_cap)
-    assert row is not None
-    approximate: list[str] = []
-    counts: dict[str, int] = {}
-    freqs = row["status_freqs"] or {}
-    for status in TASK_STATUSES:
-        count = int(row["tasks"][status])
-        if count >= exact_cap:
-            estimate = int(freqs.get(status, 0.0) * max(row["reltuples"], 0.0))
-            count = max(count, estimate)
-            approximate.append(f"tasks.{status}")
-        counts[status] = count
-    if row["queue_depth"] >= exact_cap:
-        approximate.append("queue_depth")
-    result = {
-        "tasks": counts,
-        "queue_depth": row["queue_depth"],
-        "oldest_due_age_s": max(0.0, row["oldest_due_age_s"] or 0.0),
-        "workers": row["workers"],
-        "runs_per_s": round(row["runs_per_s"], 3),
-        "approximate": approximate,
-        "as_of": rfc3339(datetime.now(UTC)),
-    }
-    if isinstance(db, asyncpg.Pool):
-        _stats_cache[key] = (db, now, result)
-    return dict(result)
 
 
 # ---------------------------------------------------------------------------------------------

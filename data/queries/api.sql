@@ -222,32 +222,78 @@ SELECT pg_notify('zephyr_drain', $1)
 -- name: list_workers
 SELECT * FROM workers ORDER BY id
 
+-- name: fold_task_counts
+-- Moves the task count log into task_counts (migration 0007); 0 when another fold is under way.
+SELECT fold_task_counts()
+
 -- name: stats
--- One round trip, bounded work however big the table: each count reads at most $1 index entries
--- (tasks_status_id_idx, tasks_claim_idx). A count that reaches $1 is replaced by the planner's
--- estimate (pg_class.reltuples x pg_stats frequency of that status) by the caller.
--- $1 cap on each exact count
+-- One round trip, bounded work however big the tables: task counts by status and type are exact
+-- (task_counts plus the log its triggers append to, read in one snapshot: a few hundred rows at
+-- most); the due tasks are read one priority at a time from tasks_claim_idx, oldest first, at most
+-- $1 of them (queue depth and oldest due age by type; the oldest due age of all is exact); past
+-- that many, the tasks not yet due are read instead, up to $1 too (`future`, NULL below the cap).
+-- $1 cap on the due tasks read, $2 cap on the finished runs read for runs_per_s
+WITH counts AS (
+    SELECT status, type, sum(n)::bigint AS n
+    FROM (SELECT status, type, n FROM task_counts
+          UNION ALL
+          SELECT status, type, n FROM task_count_deltas) c
+    GROUP BY status, type
+    HAVING sum(n) <> 0
+), due AS (
+    SELECT d.type, d.next_run_at
+    FROM pending_priorities() p
+    CROSS JOIN LATERAL (
+        SELECT t.type, t.next_run_at FROM tasks t
+        WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at <= now()
+        ORDER BY t.next_run_at
+        LIMIT $1
+    ) d
+    WHERE p.earliest <= now()
+    LIMIT $1
+), future AS (
+    -- Only when the due rows reached the cap: pending tasks not yet due, at most $1 of them. Below
+    -- the cap, the queue depth is the exact pending count less these.
+    SELECT f.type
+    FROM pending_priorities() p
+    CROSS JOIN LATERAL (
+        SELECT t.type FROM tasks t
+        WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at > now()
+        LIMIT $1
+    ) f
+    WHERE (SELECT count(*) FROM due) >= $1
+    LIMIT $1
+)
 SELECT
-    (SELECT jsonb_object_agg(s.status, (SELECT count(*) FROM (SELECT 1 FROM tasks t
-                                                             WHERE t.status = s.status LIMIT $1) c))
-     FROM unnest(ARRAY['pending', 'running', 'succeeded', 'dead', 'cancelled', 'paused']) AS s(status))
-        AS tasks,
-    (SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass)::float8 AS reltuples,
-    (SELECT jsonb_object_agg(m.status, m.freq)
-     FROM pg_stats, unnest(most_common_vals::text::text[], most_common_freqs) AS m(status, freq)
-     WHERE schemaname = current_schema() AND tablename = 'tasks' AND attname = 'status') AS status_freqs,
-    (SELECT count(*) FROM (SELECT 1 FROM pending_priorities() p
-                           CROSS JOIN LATERAL (SELECT 1 FROM tasks t
-                                               WHERE t.status = 'pending' AND t.priority = p.priority
-                                                 AND t.next_run_at <= now()
-                                               LIMIT $1) d
-                           WHERE p.earliest <= now()
-                           LIMIT $1) q) AS queue_depth,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(status, type, n)), '[]') FROM counts) AS counts,
+    (SELECT CASE WHEN (SELECT count(*) FROM due) >= $1
+                 THEN coalesce((SELECT jsonb_object_agg(type, n)
+                                FROM (SELECT type, count(*) AS n FROM future GROUP BY type) f), '{}')
+            END) AS future,
+    (SELECT coalesce(jsonb_object_agg(type, jsonb_build_array(n, age_s)), '{}')
+     FROM (SELECT type, count(*) AS n, extract(epoch FROM now() - min(next_run_at))::float8 AS age_s
+           FROM due GROUP BY type) by_type) AS due,
     (SELECT extract(epoch FROM now() - min(earliest))::float8
      FROM pending_priorities() WHERE earliest <= now()) AS oldest_due_age_s,
-    (SELECT count(*) FROM workers WHERE status <> 'gone') AS workers,
-    ((SELECT count(*) FROM task_runs WHERE finished_at > now() - interval '60 seconds') / 60.0)
-        ::float8 AS runs_per_s
+    (SELECT coalesce(jsonb_object_agg(status, n), '{}')
+     FROM (SELECT status, count(*) AS n FROM workers GROUP BY status) w) AS workers,
+    -- A worker offers its types while it is active and its lease holds (rescue may not have run yet).
+    (SELECT coalesce(array_agg(DISTINCT offered), '{}')
+     FROM workers, unnest(task_types) AS offered
+     WHERE status = 'active' AND lease_expires_at > now()) AS offered_types,
+    -- The newest runs finished in the last minute, at most $2 of them (task_runs_finished_idx,
+    -- newest first): how many, and when the oldest of them finished.
+    (SELECT jsonb_build_array(count(*), extract(epoch FROM now() - min(finished_at))::float8)
+     FROM (SELECT finished_at FROM task_runs
+           WHERE finished_at > now() - interval '60 seconds'
+           ORDER BY finished_at DESC
+           LIMIT $2) recent) AS recent_runs
+
+-- name: offered_task_types
+-- Task types some active worker with a live lease offers (the submit's "no worker" warning).
+SELECT coalesce(array_agg(DISTINCT offered), '{}')
+FROM workers, unnest(task_types) AS offered
+WHERE status = 'active' AND lease_expires_at > now()
 
 -- name: activity
 -- What happened in the last $2 seconds, for the dashboard; one round trip, each part reading at

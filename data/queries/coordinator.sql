@@ -315,16 +315,6 @@ SELECT count(*) AS runs,
 FROM task_runs
 WHERE attempt = 1 AND started_at >= $1;
 
--- name: queue_depth
--- Due pending tasks, for the queue-depth gauge.
-SELECT coalesce(sum(d.n), 0)::bigint
-FROM pending_priorities() p
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n FROM tasks t
-    WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at <= now()
-) d
-WHERE p.earliest <= now();
-
 -- name: misrouted_runs
 -- Runs this coordinator claimed for a worker after that worker registered on another coordinator:
 -- they went down a stream the worker had already left, so the worker never got them.

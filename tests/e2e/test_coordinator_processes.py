@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.cluster import Cluster, free_port, wait_until
 from tests.support.fake_worker import insert_tasks
+from zephyr import stats as cluster_stats
 from zephyr import taskstore
 from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool
@@ -52,13 +53,13 @@ async def status_counts(db: asyncpg.Pool) -> dict[str, tuple[int, int]]:
 
 
 async def succeeded_count(db: asyncpg.Pool) -> int:
-    count: int = (await taskstore.stats(db, max_age_s=0))["tasks"]["succeeded"]
+    count: int = (await cluster_stats.stats(db, max_age_s=0))["tasks"]["succeeded"]
     return count
 
 
 async def all_succeeded(db: asyncpg.Pool, count: int, timeout: float = 60) -> None:
     async def done() -> bool:
-        stats = await taskstore.stats(db, max_age_s=0)
+        stats = await cluster_stats.stats(db, max_age_s=0)
         return bool(stats["tasks"]["succeeded"] == count)
 
     await wait_until(done, timeout=timeout, what=f"{count} tasks succeeded")
@@ -172,7 +173,7 @@ async def test_kill_coordinator_under_load_and_restart_loses_nothing(
         await all_succeeded(db, 1000, timeout=90)
         counts = await status_counts(db)
         assert counts["succeeded"] == (1000, 1000)
-        assert (await taskstore.stats(db, max_age_s=0))["tasks"]["dead"] == 0
+        assert (await cluster_stats.stats(db, max_age_s=0))["tasks"]["dead"] == 0
 
 
 @pytest.fixture

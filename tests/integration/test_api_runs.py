@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.api_server import Api, running_api
-from zephyr import taskstore
+from zephyr import stats as cluster_stats
 from zephyr.client import AsyncClient
 from zephyr.db.queries import QUERIES
 from zephyr.ids import new_id
@@ -189,14 +189,14 @@ async def test_stats(api: Api) -> None:
 
 
 async def test_stats_are_cached_per_pool(api: Api) -> None:
-    first = await taskstore.stats(api.pool)
+    first = await cluster_stats.stats(api.pool)
     await create(api)
-    cached = await taskstore.stats(api.pool, max_age_s=3600)
+    cached = await cluster_stats.stats(api.pool, max_age_s=3600)
     assert cached == first  # counted once, answered from the cache
-    fresh = await taskstore.stats(api.pool, max_age_s=0)
+    fresh = await cluster_stats.stats(api.pool, max_age_s=0)
     assert fresh["tasks"]["pending"] == first["tasks"]["pending"] + 1
     async with api.pool.acquire() as conn:  # a bare connection is never cached
-        assert (await taskstore.stats(conn))["tasks"]["pending"] == fresh["tasks"]["pending"]
+        assert (await cluster_stats.stats(conn))["tasks"]["pending"] == fresh["tasks"]["pending"]
 
 
 async def test_follow_ends_when_the_server_shuts_down(database_url: str) -> None:
@@ -222,29 +222,79 @@ async def test_unauthenticated_answer_names_the_scheme(database_url: str) -> Non
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_stats_on_a_big_table_reads_bounded_index_ranges_and_estimates(api: Api) -> None:
+async def test_stats_counts_are_exact_and_current_on_a_big_table(api: Api) -> None:
+    """Above any cap the counts stay exact and move with every change, without ANALYZE; only a
+    queue depth past the due cap is a lower bound."""
     await api.pool.execute(
         """
         INSERT INTO tasks (id, name, type, payload, status, next_run_at)
-        SELECT gen_random_uuid(), 'n', 'internal', '{}'::jsonb,
+        SELECT gen_random_uuid(), 'n', (ARRAY['internal', 'shell'])[n % 2 + 1], '{}'::jsonb,
                (ARRAY['pending', 'succeeded', 'succeeded', 'succeeded', 'dead'])[n % 5 + 1],
                now() - interval '1 minute'
         FROM generate_series(1, 20000) AS n
         """
     )
-    await api.pool.execute(
-        "UPDATE tasks SET status = 'paused' WHERE ctid IN (SELECT ctid FROM tasks LIMIT 7)"
-    )
     await api.pool.execute("VACUUM ANALYZE tasks")
-    stats = await taskstore.stats(api.pool, max_age_s=0, exact_cap=1000)
+    await api.pool.execute(
+        "UPDATE tasks SET status = 'paused' WHERE ctid IN (SELECT ctid FROM tasks WHERE status = 'pending' LIMIT 7)"
+    )
+    await api.pool.execute(
+        "UPDATE tasks SET status = 'succeeded' WHERE id IN (SELECT id FROM tasks WHERE status = 'pending' LIMIT 1500)"
+    )
+    await api.pool.execute(
+        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status = 'dead' LIMIT 10)"
+    )
+    stats = await cluster_stats.stats(api.pool, max_age_s=0, due_cap=1000)
     truth = dict(await api.pool.fetch("SELECT status, count(*) FROM tasks GROUP BY status"))
-    assert stats["tasks"]["paused"] == 7 and stats["tasks"]["running"] == 0  # small counts stay exact
-    for status in ("pending", "succeeded", "dead"):
-        assert abs(stats["tasks"][status] - truth[status]) <= truth[status] * 0.1, (status, stats, truth)
-    assert set(stats["approximate"]) == {"tasks.pending", "tasks.succeeded", "tasks.dead", "queue_depth"}
+    assert stats["tasks"] == {status: truth.get(status, 0) for status in stats["tasks"]}
+    by_type = await api.pool.fetch("SELECT type, status, count(*) AS n FROM tasks GROUP BY type, status")
+    assert stats["tasks_by_type"] == {
+        t: {r["status"]: r["n"] for r in by_type if r["type"] == t} for t in ("internal", "shell")
+    }
+    assert stats["pending_by_type"] == {
+        t: stats["tasks_by_type"][t]["pending"] for t in ("internal", "shell")
+    }
+    # More than the cap are due, fewer than it are not yet: the depth is pending less those, exact.
+    assert stats["queue_depth"] == truth["pending"]
+    assert stats["queue_depth_by_type"] == stats["pending_by_type"]
+    assert stats["approximate"] == ["oldest_due_age_s_by_type"]
+    assert 59 <= stats["oldest_due_age_s"] < 120
+    await api.pool.execute(
+        "UPDATE tasks SET next_run_at = now() + interval '1 hour'"
+        " WHERE id IN (SELECT id FROM tasks WHERE status = 'pending' AND type = 'shell' LIMIT 300)"
+    )
+    stats = await cluster_stats.stats(api.pool, max_age_s=0, due_cap=1000)
+    assert stats["queue_depth_by_type"]["shell"] == stats["pending_by_type"]["shell"] - 300
+    assert stats["queue_depth"] == truth["pending"] - 300
+    # Both sides past the cap: a lower bound.
+    await api.pool.execute(
+        "UPDATE tasks SET next_run_at = now() + interval '1 hour'"
+        " WHERE id IN (SELECT id FROM tasks WHERE status = 'pending' AND next_run_at < now() LIMIT 800)"
+    )
+    stats = await cluster_stats.stats(api.pool, max_age_s=0, due_cap=1000)
     assert stats["queue_depth"] == 1000  # at least this many
-    plan = "\n".join(row[0] for row in await api.pool.fetch("EXPLAIN " + QUERIES["stats"], 1000))
+    assert set(stats["approximate"]) == {"queue_depth", "queue_depth_by_type", "oldest_due_age_s_by_type"}
+    plan = "\n".join(row[0] for row in await api.pool.fetch("EXPLAIN " + QUERIES["stats"], 1000, 1000))
     assert "Seq Scan on tasks" not in plan, plan
+
+
+async def test_pending_work_no_worker_offers_is_named(api: Api) -> None:
+    for task in (
+        {"type": "shell", "payload": {"command": "true"}},
+        {"type": "http", "payload": {"url": "http://127.0.0.1:9/"}},
+    ):
+        assert (await api.call("POST", "/v1/tasks", json=task))[0] == 201
+    await api.pool.execute(
+        "INSERT INTO workers (id, host, capacity, task_types, lease_expires_at)"
+        " VALUES ('w', 'h', 1, '{http,internal}', now() + interval '9 s'),"
+        "        ('gone', 'h', 1, '{shell}', now() - interval '1 s')"
+    )
+    stats = await cluster_stats.stats(api.pool, max_age_s=0)
+    assert stats["types_without_worker"] == ["shell"]  # the shell worker's lease has run out
+    assert stats["pending_by_type"] == {"http": 1, "shell": 1}
+    assert stats["offered_types"] == ["http", "internal"]
+    await api.pool.execute("UPDATE workers SET lease_expires_at = now() + interval '9 s' WHERE id = 'gone'")
+    assert (await cluster_stats.stats(api.pool, max_age_s=0))["types_without_worker"] == []
 
 
 async def test_follow_delivers_many_pages_in_order(api: Api) -> None:

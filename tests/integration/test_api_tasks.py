@@ -14,6 +14,7 @@ import pytest
 from tests.support.api_server import Api, running_api
 from zephyr.db.pool import connect
 from zephyr.ids import new_id
+from zephyr.scheduler.http import OFFERED_TYPES
 
 HTTP_TASK = {"type": "http", "payload": {"method": "GET", "url": "http://127.0.0.1:9/"}}
 
@@ -48,7 +49,32 @@ async def test_create_returns_the_task_in_spec_shape(api: Api) -> None:
 
     status, again = await api.call("GET", f"/v1/tasks/{task['id']}")
     assert status == 200
+    warnings = task.pop("warnings")  # only in the create's answer: no worker offers http here
+    assert [w["code"] for w in warnings] == ["no_worker_for_type"]
     assert again == task
+
+
+async def test_create_warns_when_no_active_worker_offers_the_type(api: Api) -> None:
+    shell = {"type": "shell", "payload": {"command": "true"}}
+    status, task = await api.call("POST", "/v1/tasks", json=shell)
+    assert status == 201 and task["status"] == "pending"  # kept: it waits for a shell worker
+    assert task["warnings"] == [
+        {
+            "code": "no_worker_for_type",
+            "field": "type",
+            "message": "no active worker offers 'shell' tasks: the task waits until one does",
+        }
+    ]
+    await api.pool.execute(
+        "INSERT INTO workers (id, host, capacity, task_types, lease_expires_at)"
+        " VALUES ('w', 'h', 1, '{http}', now() + interval '1 minute')"
+    )
+    api.app[OFFERED_TYPES].expire()  # read anew, not up to 2 s later
+    status, task = await api.call("POST", "/v1/tasks", json=HTTP_TASK)
+    assert status == 201 and "warnings" not in task
+    status, body = await api.call("POST", "/v1/tasks/batch", json={"tasks": [HTTP_TASK, shell, shell]})
+    assert status == 201 and len(body["ids"]) == 3
+    assert [(w["code"], w["field"]) for w in body["warnings"]] == [("no_worker_for_type", "tasks[1].type")]
 
 
 @pytest.mark.parametrize(

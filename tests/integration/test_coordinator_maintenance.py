@@ -10,6 +10,7 @@ import asyncpg
 
 from tests.support.cluster import wait_until
 from tests.support.fake_worker import insert_tasks
+from zephyr import stats as cluster_stats
 from zephyr import taskstore
 from zephyr.coordinator.completions import Backoff, CompletionBatcher, RunEnding, apply_endings
 from zephyr.coordinator.dispatcher import Dispatcher
@@ -90,7 +91,7 @@ async def test_rescue_loses_runs_of_expired_workers_once_across_coordinators(db:
     ended = await asyncio.gather(*(job.rescue_once() for job in jobs))
     assert sum(ended) == 20
     assert await status_counts(db) == {"lost": 20}
-    stats = await taskstore.stats(db, max_age_s=0)
+    stats = await cluster_stats.stats(db, max_age_s=0)
     assert stats["tasks"]["dead"] == 20  # max_attempts=1: lost is the last attempt
     workers = {w["id"]: w["status"] for w in await taskstore.list_workers(db)}
     assert workers == {"silent": "gone", "alive": "active"}

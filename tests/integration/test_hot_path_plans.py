@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from zephyr import ids
+from zephyr import stats as cluster_stats
 from zephyr.coordinator.server import CLAIM_PATH_SETTINGS, ENDINGS_SETTINGS
 from zephyr.db.queries import QUERIES
 
@@ -141,8 +142,8 @@ async def test_due_work_queries_cost_what_they_return_not_the_table(db: asyncpg.
         await fill(conn, 10, due=now - timedelta(seconds=5))
         few_due = await blocks_to_find_due(conn, 100)
         timer = await blocks_of(conn, QUERIES["next_due"], ["internal"])
-        depth = await blocks_of(conn, QUERIES["queue_depth"])
-        assert await conn.fetchval(QUERIES["queue_depth"]) == 10
+        depth = await blocks_of(conn, QUERIES["stats"], cluster_stats.DUE_CAP, cluster_stats.RECENT_RUNS_CAP)
+        assert (await cluster_stats.stats(conn))["queue_depth"] == 10
         assert await conn.fetchval(QUERIES["next_due"], ["internal"]) < 0
         assert await conn.fetchval(QUERIES["next_due"], ["http"]) is None
     # Reading 100 rows and their index entries is about a hundred blocks; sorting 20,000 due rows,

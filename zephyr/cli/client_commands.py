@@ -174,6 +174,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print_json(task)
         else:
             print(table([task], TASK_COLUMNS))
+        for warning in task.get("warnings", ()):
+            print(f"warning: {warning['message']}", file=sys.stderr)
 
     return _run(args, body)
 
@@ -273,6 +275,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(table(rows, ("status", "tasks")))
         print()
         for key in ("queue_depth", "oldest_due_age_s", "workers", "runs_per_s"):
-            print(f"{key:<17} {stats[key]}")
+            approximate = " (at least)" if key in stats.get("approximate", ()) else ""
+            print(f"{key:<17} {stats[key]}{approximate}")
+        for task_type in stats.get("types_without_worker", ()):
+            pending = stats["pending_by_type"].get(task_type, 0)
+            print(f"warning: {pending} pending {task_type} tasks and no active worker offers {task_type}")
 
     return _run(args, body)

@@ -15,6 +15,7 @@ import asyncpg
 import grpc
 from google.protobuf import struct_pb2
 
+from zephyr import stats as cluster_stats
 from zephyr import taskstore
 from zephyr.db.pool import DB_ERRORS
 from zephyr.errors import NotFound, ZephyrError
@@ -114,11 +115,16 @@ class Admin(admin_pb2_grpc.AdminServicer):
         return task_info(await self._call(context, lambda: taskstore.resume_task(self._pool, request.id)))
 
     async def Stats(self, request: admin_pb2.StatsRequest, context: Context) -> admin_pb2.StatsResponse:
-        stats = await self._call(context, lambda: taskstore.stats(self._pool))
+        stats = await self._call(context, lambda: cluster_stats.stats(self._pool))
         return admin_pb2.StatsResponse(
             tasks=stats["tasks"],
             queue_depth=stats["queue_depth"],
             oldest_due_age_s=stats["oldest_due_age_s"],
             workers=stats["workers"],
             runs_per_s=stats["runs_per_s"],
+            pending_by_type=stats["pending_by_type"],
+            types_without_worker=stats["types_without_worker"],
+            queue_depth_by_type=stats["queue_depth_by_type"],
+            oldest_due_age_s_by_type=stats["oldest_due_age_s_by_type"],
+            approximate=stats["approximate"],
         )

@@ -181,6 +181,8 @@ async def _finish_and_decide(
             updates.append(update)
             if update.status == "dead":
                 metrics.child(metrics.TASKS_DEAD, row["type"]).inc()
+            elif update.status == "pending" and update.attempts > 0:  # a next firing resets attempts
+                metrics.child(metrics.RETRIES, row["type"]).inc()
     if updates:
         await conn.execute(
             QUERIES["update_tasks_after_runs"],

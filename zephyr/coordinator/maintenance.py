@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from zephyr import metrics
+from zephyr import stats as cluster_stats
 from zephyr.coordinator.completions import Backoff, RunEnding, apply_endings
 from zephyr.coordinator.gateway import Gateway
 from zephyr.db.pool import DB_ERRORS
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 RETENTION_EVERY_S = 60.0
-QUEUE_SAMPLE_EVERY_S = 15.0
+STATS_SAMPLE_EVERY_S = 2.0
 RESCUE_MIN_WAIT_S = 0.05  # floor between rescue checks while a lease is already out
 # A gap between rescue ticks (of all coordinators) longer than this many leases is an outage:
 # rescue then waits a lease for live streams to renew (expire_workers).
@@ -86,6 +87,7 @@ class Maintenance:
         self._gateway = gateway
         self.next_expiry_s: float | None = None
         self.signals = signals or MaintenanceSignals()
+        self._gauges = cluster_stats.Gauges()
 
     async def rescue_once(self) -> int:
         """Expire silent workers and end their running runs as lost; returns runs ended.
@@ -104,6 +106,7 @@ class Maintenance:
             # coordinator holds the row). Look again on the usual period, not in a spin.
             self.next_expiry_s = None
         if gone:
+            metrics.LEASE_EXPIRATIONS.inc(len(gone))
             log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
         endings = endings_of(rows, "lost", "lost", "worker lease expired")
         return sum(await apply_endings(self._pool, endings, self._backoff))
@@ -151,22 +154,23 @@ class Maintenance:
             await conn.execute(QUERIES["delete_old_workers"], self._retention_s)
         return total
 
-    async def sample_queue_once(self) -> int:
-        """Set the queue-depth gauge; returns 0 (nothing changed in the database)."""
-        async with self._pool.acquire() as conn:
-            metrics.QUEUE_DEPTH.set(await conn.fetchval(QUERIES["queue_depth"]))
+    async def sample_stats_once(self) -> int:
+        """Set the gauges sampled from the database (queue depth and oldest due age by type, tasks
+        by status and type, workers, pending work no worker offers); returns 0."""
+        async with self._pool.acquire() as conn:  # a connection: neither read nor fill the pool's cache
+            self._gauges.update(await cluster_stats.stats(conn))
         return 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rescue when the earliest worker lease runs out (at most lease_s/4 apart); the timeout
-        backstop and cancel sweep every lease_s; queue gauge and retention less often."""
+        backstop and cancel sweep every lease_s; sampled gauges every 2 s; retention every minute."""
         rescue_every = max(0.1, self._lease_s / 4)
         jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
             ("rescue", self.rescue_once, rescue_every),
             ("misrouted", self.misrouted_once, rescue_every),
             ("timeouts", self.timeouts_once, self._lease_s),
             ("cancels", self.cancels_once, self._lease_s),
-            ("queue", self.sample_queue_once, QUEUE_SAMPLE_EVERY_S),
+            ("stats", self.sample_stats_once, STATS_SAMPLE_EVERY_S),
             ("retention", self.retention_once, RETENTION_EVERY_S),
         ]
         loop = asyncio.get_running_loop()

@@ -15,9 +15,10 @@ from zephyr.db.migrate import migrate
 from zephyr.db.pool import connect, create_pool, redact_dsn
 from zephyr.errors import StartupError
 from zephyr.scheduler import dashboard, runs, system, tasks
-from zephyr.scheduler.http import CONFIG, INSERT_POOL, NOTIFIER, POOL, STOPPING
+from zephyr.scheduler.http import CONFIG, INSERT_POOL, NOTIFIER, OFFERED_TYPES, POOL, STOPPING
 from zephyr.scheduler.middleware import bearer_auth, errors_and_metrics
 from zephyr.scheduler.notifier import DueNotifier
+from zephyr.stats import OfferedTypes
 from zephyr.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def build_app(
     app[POOL] = pool
     app[INSERT_POOL] = insert_pool or pool
     app[NOTIFIER] = DueNotifier(app[INSERT_POOL])
+    app[OFFERED_TYPES] = OfferedTypes()
     app[STOPPING] = asyncio.Event()
 
     async def on_shutdown(app: web.Application) -> None:

@@ -13,6 +13,7 @@ from zephyr.config import SchedulerConfig
 from zephyr.errors import PayloadTooLarge, ValidationError
 from zephyr.scheduler.notifier import DueNotifier
 from zephyr.scheduler.schemas import check_text, parse_json
+from zephyr.stats import OfferedTypes
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 # Single inserts (POST /v1/tasks) on connections that keep a generic plan: the statement is one
@@ -20,6 +21,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 INSERT_POOL = web.AppKey("insert_pool", asyncpg.Pool)
 NOTIFIER = web.AppKey("notifier", DueNotifier)
 CONFIG = web.AppKey("config", SchedulerConfig)
+# The task types active workers offer, re-read at most every 2 s: the create answers' warnings.
+OFFERED_TYPES = web.AppKey("offered_types", OfferedTypes)
 # Set when the server begins to shut down: long-lived responses (log follows) end at once.
 STOPPING = web.AppKey("stopping", asyncio.Event)
 

@@ -40,6 +40,21 @@ RUN_SCHEMA: dict[str, Any] = {
     },
 }
 
+# In the answer to a create only, and only when there is something to say (e.g. no worker offers
+# the task's type: it waits until one does).
+WARNINGS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string", "examples": ["no_worker_for_type"]},
+            "message": {"type": "string"},
+            "field": {"type": "string", "examples": ["type", "tasks[3].type"]},
+        },
+    },
+}
+
 TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -57,6 +72,7 @@ TASK_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "last_run": {"anyOf": [{"$ref": "#/components/schemas/Run"}, {"type": "null"}]},
+        "warnings": WARNINGS_SCHEMA,
     },
 }
 
@@ -200,7 +216,13 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "create up to 1000 tasks in one transaction",
                 201,
-                {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+                {
+                    "type": "object",
+                    "properties": {
+                        "ids": {"type": "array", "items": {"type": "string"}},
+                        "warnings": WARNINGS_SCHEMA,
+                    },
+                },
                 400,
                 401,
                 413,

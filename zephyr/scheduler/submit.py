@@ -109,5 +109,24 @@ async def create_batch(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[str]:
     return ids
 
 
+def no_worker_warnings(
+    types: list[str], offered: frozenset[str], *, single: bool = False
+) -> list[dict[str, str]]:
+    """A warning per task type of `types` that no active worker offers (`offered`), naming the
+    field of its first task: such tasks are kept and wait until a worker offering the type comes."""
+    first: dict[str, int] = {}
+    for index, task_type in enumerate(types):
+        if task_type not in offered:
+            first.setdefault(task_type, index)
+    return [
+        {
+            "code": "no_worker_for_type",
+            "message": f"no active worker offers {task_type!r} tasks: the task waits until one does",
+            "field": "type" if single else f"tasks[{index}].type",
+        }
+        for task_type, index in first.items()
+    ]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

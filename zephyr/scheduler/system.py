@@ -7,6 +7,7 @@ import logging
 import prometheus_client
 from aiohttp import web
 
+from zephyr import stats as cluster_stats
 from zephyr import taskstore
 from zephyr.db.queries import QUERIES
 from zephyr.errors import NotFound, ValidationError
@@ -59,8 +60,8 @@ async def workers(request: web.Request) -> web.Response:
 
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.Response:
-    """Counts are at most a second old (see taskstore.stats)."""
-    return respond(await taskstore.stats(request.app[POOL]))
+    """Figures at most a second old (see zephyr.stats.stats)."""
+    return respond(await cluster_stats.stats(request.app[POOL]))
 
 
 def _storable_id(text: str) -> bool:

@@ -9,7 +9,16 @@ from aiohttp import web
 from zephyr import taskstore
 from zephyr.errors import ValidationError
 from zephyr.scheduler import cursors, submit
-from zephyr.scheduler.http import INSERT_POOL, NOTIFIER, POOL, limit_param, query_param, read_json, respond
+from zephyr.scheduler.http import (
+    INSERT_POOL,
+    NOTIFIER,
+    OFFERED_TYPES,
+    POOL,
+    limit_param,
+    query_param,
+    read_json,
+    respond,
+)
 from zephyr.scheduler.schemas import (
     TASK_TYPES,
     check_text,
@@ -39,18 +48,22 @@ def _idempotency_header(request: web.Request) -> str | None:
 
 @routes.post("/v1/tasks")
 async def create_task(request: web.Request) -> web.Response:
-    """201 with the new task; 200 with the first task when its idempotency key was seen."""
+    """201 with the new task; 200 with the first task when its idempotency key was seen. With
+    `warnings` when no active worker offers the task's type (it waits until one does)."""
     key = _idempotency_header(request)
     body = await read_json(request)
     task = validate_task(body)
     row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
     created, is_new = await submit.create_task(request.app[INSERT_POOL], row, request.app[NOTIFIER])
-    return respond(created, status=201 if is_new else 200)
+    offered = await request.app[OFFERED_TYPES].get(request.app[POOL])
+    warnings = submit.no_worker_warnings([row.type], offered, single=True)
+    return respond({**created, "warnings": warnings} if warnings else created, status=201 if is_new else 200)
 
 
 @routes.post("/v1/tasks/batch")
 async def create_batch(request: web.Request) -> web.Response:
-    """201 with `{"ids": [...]}` in input order; all tasks are created or none.
+    """201 with `{"ids": [...]}` in input order; all tasks are created or none. With `warnings`
+    (one per type, naming its first task) when no active worker offers a type of the batch.
 
     An `Idempotency-Key` header K gives each task without its own key the key `K#<index>`, so a
     client that repeats a whole batch (after a timeout) gets the same ids and no duplicates."""
@@ -67,7 +80,9 @@ async def create_batch(request: web.Request) -> web.Response:
         for index, task in enumerate(tasks)
     ]
     ids = await submit.create_batch(request.app[POOL], rows)
-    return respond({"ids": ids}, status=201)
+    offered = await request.app[OFFERED_TYPES].get(request.app[POOL])
+    warnings = submit.no_worker_warnings([row.type for row in rows], offered)
+    return respond({"ids": ids, "warnings": warnings} if warnings else {"ids": ids}, status=201)
 
 
 @routes.get("/v1/tasks")
