@@ -266,7 +266,6 @@ class Dispatcher:
 
     def _push(self, rows: Sequence[Any]) -> None:
         """Send the committed claims down their workers' streams, one message per worker."""
-        now = datetime.now(UTC)
         for worker_id, worker_rows in assignment_groups(rows).items():
             session = self._registry.get(worker_id)
             messages = [
@@ -279,8 +278,10 @@ class Dispatcher:
                     session.outstanding[str(r["run_id"])] = r["attempt"]
                     sent[r["type"]] += 1
                     if r["attempt"] == 1:  # a retry's scheduled_for may be its firing's, not its due time
+                        # Due -> started (the claim's time), both from the database: the same
+                        # figure the API reports for the run, whatever this host's clock says.
                         metrics.child(metrics.DISPATCH_DELAY, r["type"]).observe(
-                            max(0.0, (now - r["scheduled_for"]).total_seconds())
+                            max(0.0, (r["started_at"] - r["scheduled_for"]).total_seconds())
                         )
                 for task_type, count in sent.items():
                     metrics.child(metrics.RUNS_DISPATCHED, task_type).inc(count)
