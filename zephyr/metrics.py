@@ -40,7 +40,10 @@ CLAIM_LATENCY = Histogram(
     "zephyr_claim_duration_seconds", "Time of one claim transaction", buckets=LATENCY_BUCKETS_S
 )
 DISPATCH_DELAY = Histogram(
-    "zephyr_dispatch_delay_seconds", "From due time to started (claimed), first attempts", ["type"], buckets=LATENCY_BUCKETS_S
+    "zephyr_dispatch_delay_seconds",
+    "From due time to started (claimed), first attempts",
+    ["type"],
+    buckets=LATENCY_BUCKETS_S,
 )
 RUN_DURATION = Histogram(
     "zephyr_run_duration_seconds", "Run duration as reported by workers", ["type"], buckets=LATENCY_BUCKETS_S
