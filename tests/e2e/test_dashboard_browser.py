@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -48,18 +49,40 @@ class Page:
         self.driver.get(f"{self.base}/{hash_path}")
 
     def wait(self, condition: Callable[[WebDriver], Any], what: str) -> Any:
-        return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(condition, f"waiting for {what}")
+        # The page redraws its tables as they refresh: an element found a moment ago may be gone.
+        waiter = WebDriverWait(
+            self.driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        )
+        return waiter.until(condition, f"waiting for {what}")
+
+    def click(self, css: str) -> None:
+        """Click the element `css` names, finding it again if a refresh replaced it meanwhile."""
+
+        def clicked(driver: WebDriver) -> bool:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return True
+
+        self.wait(clicked, f"a click on {css}")
 
     def find(self, css: str) -> WebElement:
         found: WebElement = self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), css)
         return found
 
     def ids(self, css: str, attribute: str) -> set[str]:
-        return {str(e.get_attribute(attribute)) for e in self.driver.find_elements(By.CSS_SELECTOR, css)}
+        values: list[str] = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0])).map((e) => e.getAttribute(arguments[1]));",
+            css,
+            attribute,
+        )
+        return set(values)
 
     def text_of(self, css: str) -> str:
-        elements = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return " ".join(e.text for e in elements)
+        """The text of every element `css` names, read in one step in the page."""
+        text: str = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0])).map((e) => e.innerText).join(' ');",
+            css,
+        )
+        return text
 
     def wait_text(self, css: str, text: str) -> None:
         self.wait(lambda d: text in self.text_of(css), f"{text!r} in {css}")
@@ -74,7 +97,7 @@ class Page:
         the id of the task whose page the browser lands on."""
         for css, value in {**fields, "#f-name": name}.items():
             self.fill(css, value)
-        self.find("#submit-task").click()
+        self.click("#submit-task")
         self.wait(lambda d: "#/tasks/" in d.current_url, f"the page of {name}")
         return self.driver.current_url.rsplit("/", 1)[1]
 
@@ -163,10 +186,10 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.shot("01-token-prompt.png")
         page.accessible("token prompt")
         page.fill("#token-input", "not-the-token")
-        page.find("#token-form button[type=submit]").click()
+        page.click("#token-form button[type=submit]")
         page.find("#token-refused")
         page.fill("#token-input", TOKEN)
-        page.find("#token-form button[type=submit]").click()
+        page.click("#token-form button[type=submit]")
         page.find("#cards .card-value")
         assert TOKEN not in browser.current_url
         assert browser.execute_script("return sessionStorage.getItem('zephyr.api_token')") == TOKEN
@@ -205,7 +228,7 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.find("#f-payload-function")
         page.shot("03-submit-form.png")
         page.accessible("submit form")
-        page.find("#submit-task").click()
+        page.click("#submit-task")
         _, expected = await api.call("POST", "/v1/tasks", json={"type": "internal", "payload": {}})
         page.wait_text("#api-error", expected["error"]["message"])
         assert page.find("#f-payload-function").get_attribute("aria-invalid") == "true"
@@ -213,7 +236,7 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.fill("#f-payload-function", "zephyr.echo")
         page.choose("#f-schedule-kind", "cron")
         page.fill("#f-schedule-cron", "every tuesday")
-        page.find("#submit-task").click()
+        page.click("#submit-task")
         _, expected = await api.call(
             "POST",
             "/v1/tasks",
@@ -269,7 +292,7 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         )
         page.open(f"#/tasks/{sleeper['id']}")
         page.wait_text("h1", "running")
-        page.find("#task-actions button[data-action=cancel]").click()
+        page.click("#task-actions button[data-action=cancel]")
         page.wait_text("h1", "cancelled")
         page.wait_text("#notices", "cancel done")
         await api.wait_status(sleeper["id"], "cancelled")
@@ -286,7 +309,7 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.wait_text(row, "ui-flaky")
         page.shot("06-dead-letter.png")
         page.accessible("dead letter")
-        page.find(f"{row} button[data-action=retry]").click()
+        page.click(f"{row} button[data-action=retry]")
         page.wait_text("#notices", "retry done")
         done = await api.wait_status(flaky["id"], "succeeded")
         assert done["last_run"]["attempt"] == 1
@@ -312,13 +335,13 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         first = page.ids(rows, "data-task-id")
         page.shot("08-tasks.png")
         page.accessible("task list")
-        page.find("#page-next").click()
+        page.click("#page-next")
         page.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 5, "a second page of 5")
         second = page.ids(rows, "data-task-id")
         assert first | second == set(batch["ids"]) and not first & second
         assert page.find("#page-next").get_attribute("disabled") is not None
         paused_id = sorted(second)[0]
-        page.find(f"#tasks tr[data-task-id='{paused_id}'] button[data-action=pause]").click()
+        page.click(f"#tasks tr[data-task-id='{paused_id}'] button[data-action=pause]")
         await api.wait_status(paused_id, "paused")
         page.wait(
             lambda d: d.find_elements(
@@ -326,11 +349,11 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
             ),
             "Resume",
         )
-        page.find(f"#tasks tr[data-task-id='{paused_id}'] button[data-action=resume]").click()
+        page.click(f"#tasks tr[data-task-id='{paused_id}'] button[data-action=resume]")
         await api.wait_status(paused_id, "pending")
         page.choose("#filter-status", "succeeded")
         page.fill("#filter-name", "")
-        page.find("form.filters button[type=submit]").click()
+        page.click("form.filters button[type=submit]")
         page.wait(lambda d: "status=succeeded" in d.current_url, "the status filter in the address")
         page.wait_text("#tasks", "ui-live-logs")
         assert "ui-cancel-me" not in page.text_of("#tasks")
@@ -344,9 +367,9 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.accessible("workers")
         # Keyboard: the table refreshes with each heartbeat and the focused button keeps focus;
         # Enter on it drains the worker.
-        drain = page.find(f"{spare} button[data-action=drain]")
         browser.execute_script(
-            "arguments[0].focus(); document.querySelector('#workers').dataset.old = '1';", drain
+            "document.querySelector(arguments[0]).focus(); document.querySelector('#workers').dataset.old = '1';",
+            f"{spare} button[data-action=drain]",
         )
         page.wait(
             lambda d: d.execute_script("return !document.querySelector('#workers[data-old]')"), "a refresh"
@@ -383,5 +406,9 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
 
 def _points(driver: WebDriver, css: str) -> int:
     """Points of the first SVG polyline matching `css` (0 when none is drawn yet)."""
-    lines = driver.find_elements(By.CSS_SELECTOR, css)
-    return len((lines[0].get_attribute("points") or "").split()) if lines else 0
+    count: int = driver.execute_script(
+        "const line = document.querySelector(arguments[0]);"
+        "return line ? line.getAttribute('points').trim().split(' ').length : 0;",
+        css,
+    )
+    return count

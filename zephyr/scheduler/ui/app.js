@@ -23,7 +23,10 @@ function route() {
   return { page: "overview", title: "Overview", render: () => renderOverview(main) };
 }
 
+const forget = document.getElementById("forget-token");
+
 function show() {
+  forget.hidden = !getToken();
   if (cleanup) cleanup();
   cleanup = null;
   prompting = false;
@@ -74,7 +77,7 @@ function promptForToken() {
 }
 
 onUnauthenticated(promptForToken);
-document.getElementById("forget-token").addEventListener("click", () => {
+forget.addEventListener("click", () => {
   setToken("");
   show();
 });

@@ -63,6 +63,12 @@ export function scheduleText(schedule) {
   return parts.join(", ") || JSON.stringify(schedule);
 }
 
+/** A run's error as "code: message", the message cut to a line's length. */
+function errorText(error) {
+  const message = String(error.message || "");
+  return `${error.code || "error"}: ${message.length > 160 ? `${message.slice(0, 157)}…` : message}`;
+}
+
 function taskLink(task) {
   return h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, "data-focus-key": `open:${task.id}` }, task.name || "(unnamed)", h("span", { class: "id" }, ` ${task.id.slice(-12)}`));
 }
@@ -173,7 +179,7 @@ export function renderTaskList(main, params) {
               h("td", {}, `${task.attempts} / ${task.max_attempts}`),
               h("td", {}, timeCell(task.next_run_at)),
               h("td", {}, timeCell(task.created_at)),
-              h("td", {}, task.last_run ? [badge(task.last_run.status), task.last_run.error ? h("span", { class: "error-text" }, ` ${task.last_run.error.code || ""}`) : null] : "—"),
+              h("td", {}, task.last_run ? [badge(task.last_run.status), task.last_run.error ? h("p", { class: "error-text" }, errorText(task.last_run.error)) : null] : "—"),
               h("td", {}, h("div", { class: "actions" }, actionButtons(task, notices, load))),
             ),
           ),
@@ -315,7 +321,7 @@ export function renderTaskDetail(main, taskId) {
                   h(
                     "td",
                     {},
-                    run.error ? h("p", { class: "error-text" }, `${run.error.code || "error"}: ${run.error.message || ""}`) : null,
+                    run.error ? h("p", { class: "error-text" }, errorText(run.error)) : null,
                     run.result !== null && run.result !== undefined ? jsonBlock(run.result, `Result of attempt ${run.attempt}`) : null,
                   ),
                   h("td", {}, h("button", { type: "button", "data-focus-key": `logs:${run.id}`, "aria-label": `Show logs of attempt ${run.attempt}`, onclick: () => showLogs(run) }, "Logs")),
