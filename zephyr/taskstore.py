@@ -16,7 +16,6 @@ whose worker must stop.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -422,58 +421,3 @@ async def drain_worker(db: DB, worker_id: str) -> dict[str, Any]:
             raise NotFound(f"no live worker {worker_id!r}")
         await conn.execute(QUERIES["notify_drain"], worker_id)
     return worker_dict(row)
-
-
-# Each part of `activity` reads at most this many rows; a figure at the cap is listed in
-# `approximate` (rates above cap / window, e.g. 10,000/s over 10 s, read as "at least").
-ACTIVITY_CAP = 100_000
-ACTIVITY_MAX_AGE_S = 1.0
-_activity_cache: dict[tuple[int, float], tuple[object, float, dict[str, Any]]] = {}
-
-
-async def activity(
-    db: DB, window_s: float, *, cap: int = ACTIVITY_CAP, max_age_s: float = ACTIVITY_MAX_AGE_S
-) -> dict[str, Any]:
-    """What happened in the last `window_s` seconds: `submitted_per_s` (tasks created),
-    `finished_per_s` (runs ended, any status) with `finished` counts by run status,
-    `dispatch_latency_s` (`runs`, `p50`, `p90`, `p99`, `max` of due -> started over first attempts
-    started in the window; null percentiles without runs), and `queues`: per task type with due
-    work, `due` (due, not running) and `oldest_due_age_s`. `approximate` names the figures that
-    hit `cap` rows. On a Pool the answer is cached per pool and window for `max_age_s`."""
-    key = (id(db), window_s)
-    now = time.monotonic()
-    cached = _activity_cache.get(key)
-    if isinstance(db, asyncpg.Pool) and cached and cached[0] is db and now - cached[1] < max_age_s:
-        return dict(cached[2])
-    row = await db.fetchrow(QUERIES["activity"], cap, window_s)
-    assert row is not None
-    approximate = [
-        name
-        for name, read in (
-            ("submitted_per_s", row["submitted"]),
-            ("finished_per_s", row["finished"]),
-            ("dispatch_latency_s", row["runs"]),
-            ("queues", row["due_read"]),
-        )
-        if read >= cap
-    ]
-    percentiles = row["p"] or [None, None, None]
-    result = {
-        "window_s": window_s,
-        "submitted_per_s": round(row["submitted"] / window_s, 3),
-        "finished_per_s": round(row["finished"] / window_s, 3),
-        "finished": dict(row["finished_by_status"]),
-        "dispatch_latency_s": {
-            "runs": row["runs"],
-            "p50": percentiles[0],
-            "p90": percentiles[1],
-            "p99": percentiles[2],
-            "max": row["max"],
-        },
-        "queues": list(row["queues"]),
-        "approximate": approximate,
-        "as_of": rfc3339(datetime.now(UTC)),
-    }
-    if isinstance(db, asyncpg.Pool):
-        _activity_cache[key] = (db, now, result)
-    return dict(result)

@@ -299,8 +299,7 @@ WHERE status = 'active' AND lease_expires_at > now()
 -- What happened in the last $2 seconds, for the dashboard; one round trip, each part reading at
 -- most $1 rows. Task and run ids are UUIDv7 (milliseconds first), so "created since" is a range
 -- of the primary key from the smallest id of that millisecond; runs that finished since use
--- task_runs_finished_idx; due work by type walks tasks_claim_idx one priority at a time, like the
--- claim (pending_priorities()).
+-- task_runs_finished_idx. (Due work by type is in `stats`.)
 -- $1 cap on the rows each part reads, $2 window in seconds
 WITH since AS (
     SELECT now() - make_interval(secs => $2::float8) AS at,
@@ -329,24 +328,7 @@ latency AS (
            percentile_cont(ARRAY[0.5, 0.9, 0.99]::float8[]) WITHIN GROUP (ORDER BY delay_s) AS p,
            max(delay_s) AS max
     FROM started
-),
-due AS (
-    SELECT d.type, d.next_run_at
-    FROM pending_priorities() p
-    CROSS JOIN LATERAL (SELECT t.type, t.next_run_at FROM tasks t
-                        WHERE t.status = 'pending' AND t.priority = p.priority AND t.next_run_at <= now()
-                        LIMIT $1) d
-    WHERE p.earliest <= now()
-    LIMIT $1
-),
-queues AS (
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'type', q.type, 'due', q.due, 'oldest_due_age_s', q.oldest) ORDER BY q.type), '[]'::jsonb) AS list,
-           coalesce(sum(q.due), 0)::bigint AS read
-    FROM (SELECT type, count(*) AS due,
-                 greatest(0, extract(epoch FROM now() - min(next_run_at)))::float8 AS oldest
-          FROM due GROUP BY type) q
 )
 SELECT submitted.n AS submitted, finished.n AS finished, finished.by_status AS finished_by_status,
-       latency.runs, latency.p, latency.max, queues.list AS queues, queues.read AS due_read
-FROM submitted, finished, latency, queues
+       latency.runs, latency.p, latency.max
+FROM submitted, finished, latency

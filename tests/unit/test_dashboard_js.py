@@ -70,26 +70,17 @@ def test_the_submit_form_covers_every_task_type_of_the_api() -> None:
     assert "Timeout (seconds)" in by_type["http"]["task"] and "Max attempts" in by_type["http"]["task"]
 
 
-def test_work_no_worker_offers_from_either_shape_of_stats() -> None:
-    """The overview flags types whose work no active worker offers: from `types_without_worker`
-    when /v1/stats gives it, else from the due work by type against the workers' types."""
+def test_due_work_by_type_and_types_no_worker_offers_from_stats() -> None:
+    """The overview's queue table and highlight read /v1/stats' per-type fields."""
     got = run_module(
         "import { queuesByType, unservedTypes } from './overview.js';"
-        "const workers = [{status: 'active', task_types: ['http', 'internal']},"
-        "                 {status: 'draining', task_types: ['shell']}];"
-        "const activity = {queues: [{type: 'shell', due: 3, oldest_due_age_s: 12},"
-        "                           {type: 'http', due: 1, oldest_due_age_s: 0.5}]};"
-        "const plain = {};"
-        "const rich = {queue_depth_by_type: {shell: 3, http: 0}, oldest_due_age_s_by_type: {shell: 12},"
-        "              pending_by_type: {shell: 5, email: 2}, types_without_worker: ['email', 'shell']};"
-        "const q1 = queuesByType(plain, activity), q2 = queuesByType(rich, activity);"
-        "console.log(JSON.stringify({q1, u1: unservedTypes(q1, workers, plain),"
-        "                            q2, u2: unservedTypes(q2, workers, rich)}));"
+        "const stats = {queue_depth_by_type: {shell: 3, http: 0}, oldest_due_age_s_by_type: {shell: 12},"
+        "               pending_by_type: {shell: 5, email: 2}, types_without_worker: ['email', 'shell']};"
+        "console.log(JSON.stringify({q: queuesByType(stats), u: unservedTypes(stats), none: unservedTypes({})}));"
     )
-    assert [q["type"] for q in got["q1"]] == ["shell", "http"]
-    assert got["u1"] == [{"type": "shell", "waiting": 3, "what": "due", "oldest_due_age_s": 12}]
-    assert got["q2"] == [{"type": "shell", "due": 3, "oldest_due_age_s": 12}]
-    assert got["u2"] == [
-        {"type": "email", "waiting": 2, "what": "pending", "oldest_due_age_s": None},
-        {"type": "shell", "waiting": 5, "what": "pending", "oldest_due_age_s": 12},
+    assert got["q"] == [{"type": "shell", "due": 3, "oldest_due_age_s": 12}]
+    assert got["u"] == [
+        {"type": "email", "pending": 2, "oldest_due_age_s": None},
+        {"type": "shell", "pending": 5, "oldest_due_age_s": 12},
     ]
+    assert got["none"] == []

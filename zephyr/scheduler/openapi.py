@@ -97,7 +97,7 @@ WORKER_SCHEMA: dict[str, Any] = {
 _RATE = {"type": "number", "minimum": 0}
 ACTIVITY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["window_s", "submitted_per_s", "finished_per_s", "dispatch_latency_s", "queues"],
+    "required": ["window_s", "submitted_per_s", "finished_per_s", "dispatch_latency_s"],
     "properties": {
         "window_s": {"type": "number"},
         "submitted_per_s": {**_RATE, "description": "tasks created in the window, per second"},
@@ -109,18 +109,6 @@ ACTIVITY_SCHEMA: dict[str, Any] = {
             "properties": {
                 "runs": {"type": "integer"},
                 **{name: {"type": ["number", "null"]} for name in ("p50", "p90", "p99", "max")},
-            },
-        },
-        "queues": {
-            "type": "array",
-            "description": "task types with due work",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "due": {"type": "integer"},
-                    "oldest_due_age_s": {"type": "number"},
-                },
             },
         },
         "approximate": {"type": "array", "items": {"type": "string"}},
@@ -296,7 +284,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/stats/activity": {
             "get": _op(
-                "rates, dispatch latency percentiles and due work by type over the last window_s seconds",
+                "submitted and finished per second and dispatch latency percentiles over the last window_s seconds",
                 200,
                 ACTIVITY_SCHEMA,
                 400,

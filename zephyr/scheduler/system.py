@@ -88,7 +88,7 @@ async def drain_worker(request: web.Request) -> web.Response:
 @routes.get("/v1/stats/activity")
 async def activity(request: web.Request) -> web.Response:
     """Rates, dispatch latency and due work by type over the last `window_s` seconds (1 to 3600,
-    default 60); at most a second old (see taskstore.activity)."""
+    default 60); at most a second old (see zephyr.stats.activity)."""
     text = request.query.get("window_s")
     window = ACTIVITY_WINDOW_S
     if text is not None and text != "":
@@ -97,4 +97,4 @@ async def activity(request: web.Request) -> web.Response:
                 f"`window_s` must be an integer from 1 to {ACTIVITY_MAX_WINDOW_S}", field="window_s"
             )
         window = int(text)
-    return respond(await taskstore.activity(request.app[POOL], float(window)))
+    return respond(await cluster_stats.activity(request.app[POOL], float(window)))

@@ -28,36 +28,20 @@ const CHARTS = [
   { id: "chart-capacity", title: "Queue depth and free slots", format: count, series: [["queue depth", "depth"], ["free slots", "free"]] },
 ];
 
-/** Due work by type: [{type, due, oldest_due_age_s}], from /v1/stats when it gives it per type,
- * else from /v1/stats/activity. */
-export function queuesByType(stats, activity) {
-  if (stats.queue_depth_by_type) {
-    const ages = stats.oldest_due_age_s_by_type || {};
-    return Object.entries(stats.queue_depth_by_type)
-      .filter(([, due]) => due > 0)
-      .map(([type, due]) => ({ type, due, oldest_due_age_s: ages[type] ?? null }));
-  }
-  return activity.queues || [];
+/** Due work by type from /v1/stats: [{type, due, oldest_due_age_s}] for the types with due tasks. */
+export function queuesByType(stats) {
+  const ages = stats.oldest_due_age_s_by_type || {};
+  return Object.entries(stats.queue_depth_by_type || {})
+    .filter(([, due]) => due > 0)
+    .map(([type, due]) => ({ type, due, oldest_due_age_s: ages[type] ?? null }));
 }
 
-/** Types with work waiting that no active worker offers: [{type, waiting, what, oldest_due_age_s}].
- * The scheduler's own answer (`types_without_worker`, pending work) when it gives one; else due
- * work whose type no active worker lists. */
-export function unservedTypes(queues, workers, stats) {
-  const byType = Object.fromEntries(queues.map((q) => [q.type, q]));
-  if (Array.isArray(stats.types_without_worker)) {
-    const pending = stats.pending_by_type || {};
-    return stats.types_without_worker.map((type) => ({
-      type,
-      waiting: pending[type] ?? byType[type]?.due ?? null,
-      what: "pending",
-      oldest_due_age_s: byType[type]?.oldest_due_age_s ?? null,
-    }));
-  }
-  const offered = new Set(workers.filter((w) => w.status === "active").flatMap((w) => w.task_types));
-  return queues
-    .filter((q) => q.due > 0 && !offered.has(q.type))
-    .map((q) => ({ type: q.type, waiting: q.due, what: "due", oldest_due_age_s: q.oldest_due_age_s }));
+/** The types /v1/stats names in `types_without_worker` (pending work no active worker offers):
+ * [{type, pending, oldest_due_age_s}]. */
+export function unservedTypes(stats) {
+  const pending = stats.pending_by_type || {};
+  const ages = stats.oldest_due_age_s_by_type || {};
+  return (stats.types_without_worker || []).map((type) => ({ type, pending: pending[type] ?? null, oldest_due_age_s: ages[type] ?? null }));
 }
 
 function card(label, value, hint, id) {
@@ -111,8 +95,8 @@ export function renderOverview(main) {
     record("depth", now, stats.queue_depth);
     record("free", now, free);
 
-    const queues = queuesByType(stats, activity);
-    const unserved = unservedTypes(queues, live, stats);
+    const queues = queuesByType(stats);
+    const unserved = unservedTypes(stats);
     replace(
       alertBox,
       unserved.length
@@ -128,7 +112,7 @@ export function renderOverview(main) {
                   "li",
                   {},
                   h("strong", {}, q.type),
-                  q.waiting === null ? ": " : `: ${formatNumber(q.waiting)} ${q.what} task(s) wait`,
+                  q.pending === null ? ": " : `: ${formatNumber(q.pending)} pending task(s) wait`,
                   q.oldest_due_age_s === null ? "; " : `, the oldest due for ${formatDuration(q.oldest_due_age_s)}; `,
                   "no active worker offers this type.",
                 ),
