@@ -1,21 +1,35 @@
-# Zephyr scheduler. Build from the repository root: docker build -f scheduler.Dockerfile .
-FROM python:3.11-slim AS build
+# Zephyr scheduler image. Build from the repository root: docker build -f scheduler.Dockerfile .
+# The first stage is the same in scheduler, coordinator and worker.Dockerfile (a test keeps it so):
+# the builder's cache builds it once for the three images.
+FROM python:3.11-slim AS install
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first, read from pyproject.toml alone, so that a source change reuses this layer.
+# Containers always have ZEPHYR_DATABASE_URL: the embedded server of `zephyr up` stays out.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
+open('/tmp/build.txt', 'w').write('\n'.join(p['build-system']['requires'])); \
+open('/tmp/run.txt', 'w').write('\n'.join(d for d in p['project']['dependencies'] if 'pgserver' not in d))" \
+ && pip install --no-cache-dir -r /tmp/build.txt \
+ && python -m venv /opt/zephyr \
+ && /opt/zephyr/bin/pip install --no-cache-dir -r /tmp/run.txt
+COPY setup.py MANIFEST.in README.md ./
 COPY proto ./proto
-COPY zephyr ./zephyr
 COPY data ./data
-RUN pip install --no-cache-dir build==1.2.2 grpcio-tools==1.85.1 \
- && python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. proto/zephyr/v1/*.proto \
- && python -m build --wheel --outdir /wheels .
+COPY zephyr ./zephyr
+# The wheel's build generates the gRPC code and packs the SQL; the image gets the wheel, not this tree.
+RUN pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels . \
+ && /opt/zephyr/bin/pip install --no-cache-dir --no-deps /wheels/zephyr-*.whl \
+ && /opt/zephyr/bin/pip uninstall --yes setuptools pip
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 zephyr
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-COPY data /app/data
-WORKDIR /app
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin zephyr
+COPY --from=install /opt/zephyr /opt/zephyr
+ENV PATH=/opt/zephyr/bin:$PATH PYTHONUNBUFFERED=1 ZEPHYR_LOG_FORMAT=json
 USER 10001
-ENV ZEPHYR_LOG_FORMAT=json ZEPHYR_DATA_DIR=/app/data PYTHONUNBUFFERED=1
+WORKDIR /tmp
+ENV ZEPHYR_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
+# `python -m` skips the CLI's other imports: the probe stays quick on a busy host.
+HEALTHCHECK --interval=10s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["python", "-m", "zephyr.cli.probe", "scheduler"]
 ENTRYPOINT ["zephyr", "scheduler"]
