@@ -174,8 +174,10 @@ async def test_compose_cluster_runs_tasks_and_reruns_a_killed_workers_run(compos
             return sum(1 for w in listed if w["status"] == "active") >= 2
 
         await wait_until(both_workers_registered, timeout=60, what="both worker containers to register")
-        echo = {"type": "internal", "payload": {"function": "zephyr.echo", "kwargs": {"n": 0}}}
-        batch = [{**echo, "payload": {**echo["payload"], "kwargs": {"n": n}}} for n in range(10)]
+        batch = [
+            {"type": "internal", "payload": {"function": "zephyr.echo", "kwargs": {"n": n}}}
+            for n in range(10)
+        ]
         ids = (await api(session, "POST", f"{base}/v1/tasks/batch", {"tasks": batch}))["ids"]
 
         async def all_done() -> list[dict[str, Any]] | None:
