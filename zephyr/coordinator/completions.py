@@ -139,6 +139,11 @@ def _verdicts(endings: Sequence[RunEnding], accepted: set[tuple[Any, int, str]])
                 ending.run_id,
                 ending.attempt,
                 ending.worker_id,
+                extra={
+                    "run_id": str(ending.run_id),
+                    "attempt": ending.attempt,
+                    "worker_id": ending.worker_id,
+                },
             )
     return result
 

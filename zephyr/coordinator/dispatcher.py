@@ -288,7 +288,12 @@ class Dispatcher:
                 continue
             # The stream closed between plan and push: these runs never left, so end them now
             # (as lost: retried like any other lost run) instead of waiting for the lease.
-            log.info("worker %s went away before %d assignments were sent", worker_id, len(worker_rows))
+            log.info(
+                "worker %s went away before %d assignments were sent",
+                worker_id,
+                len(worker_rows),
+                extra={"worker_id": worker_id},
+            )
             self._batcher.submit(
                 [
                     RunEnding(

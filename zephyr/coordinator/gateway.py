@@ -97,6 +97,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             ",".join(sorted(reg.task_types)),
             len(session.outstanding),
             len(registered.abandon),
+            extra={"worker_id": reg.worker_id},
         )
         yield worker_pb2.CoordinatorMessage(registered=registered)
         self._registry.add(session)
@@ -107,7 +108,7 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
         finally:
             reader.cancel()
             self._registry.remove(session)
-            log.info("worker %s stream closed", reg.worker_id)
+            log.info("worker %s stream closed", reg.worker_id, extra={"worker_id": reg.worker_id})
 
     async def _valid_register(
         self, first: worker_pb2.WorkerMessage, context: grpc.aio.ServicerContext[Any, Any]

@@ -107,7 +107,8 @@ class Maintenance:
             self.next_expiry_s = None
         if gone:
             metrics.LEASE_EXPIRATIONS.inc(len(gone))
-            log.warning("workers past their lease, now gone: %s", ", ".join(r["id"] for r in gone))
+            for row in gone:
+                log.warning("worker %s past its lease, now gone", row["id"], extra={"worker_id": row["id"]})
         endings = endings_of(rows, "lost", "lost", "worker lease expired")
         return sum(await apply_endings(self._pool, endings, self._backoff))
 

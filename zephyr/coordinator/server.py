@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from zephyr import logs
 from zephyr.config import CoordinatorConfig, warn_plaintext
 from zephyr.coordinator.admin import Admin
 from zephyr.coordinator.auth import TokenInterceptor
@@ -90,6 +91,7 @@ async def serve(
     """Run a coordinator until `stop` is set; its loops announce what they do on `signals` (tests)."""
     dsn = config.require_database()
     coordinator_id = config.coordinator_id or default_coordinator_id()
+    logs.bind(coordinator_id=coordinator_id)
     pool = await create_pool(
         dsn, min_size=2, max_size=config.db_pool_size, command_timeout=DB_COMMAND_TIMEOUT_S
     )

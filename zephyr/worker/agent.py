@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 
+from zephyr import logs
 from zephyr.config import WorkerConfig, warn_plaintext
 from zephyr.errors import ConfigError
 from zephyr.metrics_http import serve_metrics
@@ -37,6 +38,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         executors = build_executors(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    logs.bind(worker_id=config.effective_worker_id)
     outbox = Outbox()
     runner = Runner(
         executors,

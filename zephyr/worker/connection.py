@@ -210,7 +210,11 @@ class Connection:
             for ack in msg.completion_acks:
                 settled = self.outbox.ack(ack.run_id)
                 if settled is not None and not ack.accepted:
-                    log.warning("completion of run %s refused by the coordinator (fenced)", ack.run_id)
+                    log.warning(
+                        "completion of run %s refused by the coordinator (fenced)",
+                        ack.run_id,
+                        extra={"run_id": ack.run_id},
+                    )
             for ref in msg.cancels:
                 self.runner.cancel(ref.run_id, ref.attempt)
             for assignment in msg.assignments:

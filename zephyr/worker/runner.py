@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from zephyr import logs
 from zephyr.errors import TaskFailed
 from zephyr.metrics import (
     WORKER_LOG_LINES_DROPPED,
@@ -133,7 +134,9 @@ class Runner:
         run = Run(assignment, run_id)
         self.runs[run_id] = run
         self._idle.clear()
-        run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
+        # The run's task starts in its own copy of the context: the run's ids go on its log lines.
+        with logs.run_context(run_id=run_id, task_id=assignment.task_id, attempt=assignment.attempt):
+            run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
 
     def cancel(self, run_id: str, attempt: int = 0, reason: str = "cancel") -> bool:
         """Stop a run; it is reported as cancelled. False when no such run executes here."""
@@ -254,6 +257,7 @@ class Runner:
         if may_reference_secrets(payload_json):
             payload, values = resolve(payload, self.environ)
             run.masker = Masker(values)
+            logs.mask_run_secrets(run.masker.mask)
 
         async def log_line(stream: int, line: str, cut: bool = False) -> None:
             await self._log(run, stream, line, cut)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import zephyr
@@ -66,3 +67,9 @@ def unstorable(kind: str) -> object:
         "large": "x" * (2 * 1024 * 1024),
     }
     return values[kind]
+
+
+@zephyr.task("tests.log_line")
+async def log_line(message: str) -> None:
+    """Logs `message` through the standard logging module, as task code would."""
+    logging.getLogger("tests.sample").warning("%s", message)
