@@ -13,6 +13,7 @@ on their grid (cron times, or `previous + k * every_s`), so the schedule never d
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,46 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 RECURRING_KEYS = ("cron", "every_s")
+
+
+def _names(*names: str) -> str:
+    """A regex alternative matching each 3-letter name in any case (JSON Schema has no (?i))."""
+    return "|".join("".join(f"[{c.upper()}{c.lower()}]" for c in name) for name in names)
+
+
+def _cron_field(number: str, step: str, names: str = "") -> str:
+    value = f"(?:{number}|{names})" if names else number
+    element = f"(?:\\*|{value}(?:-{value})?)(?:/{step})?"
+    return f"{element}(?:,{element})*"
+
+
+# The cron expressions a task may use: five fields of numbers within each field's range (or month
+# and weekday names), `*`, ranges, lists and steps from 1 to the field's size. Written as one
+# regex so that /openapi.json can publish exactly the rule the API checks. croniter alone took
+# steps beyond the range (`*/61`), which fire at a time no one meant.
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        (
+            _cron_field("[0-5]?[0-9]", "(?:[1-9]|[1-5][0-9]|60)"),  # minute 0-59
+            _cron_field("(?:[01]?[0-9]|2[0-3])", "(?:[1-9]|1[0-9]|2[0-4])"),  # hour 0-23
+            _cron_field("(?:[1-9]|[12][0-9]|3[01])", "(?:[1-9]|[12][0-9]|3[01])"),  # day of month 1-31
+            _cron_field(  # month 1-12
+                "(?:[1-9]|1[0-2])",
+                "(?:[1-9]|1[0-2])",
+                _names("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+            ),
+            _cron_field("[0-7]", "[1-7]", _names("sun", "mon", "tue", "wed", "thu", "fri", "sat")),  # weekday
+        )
+    )
+    + "$"
+)
+_CRON = re.compile(CRON_PATTERN)
+
+
+def is_valid_cron(expression: str) -> bool:
+    """True when `expression` follows CRON_PATTERN (and croniter agrees)."""
+    return _CRON.fullmatch(expression) is not None and croniter.is_valid(expression)
 
 
 def parse_instant(text: str) -> datetime:

@@ -160,5 +160,5 @@ async def test_openapi_describes_the_dashboard_endpoints(api: Api) -> None:
     assert status == 200
     validate_openapi(doc)
     paths = doc["paths"]
-    assert set(paths["/v1/workers/{id}/drain"]["post"]["responses"]) == {"200", "401", "404"}
-    assert set(paths["/v1/stats/activity"]["get"]["responses"]) == {"200", "400", "401"}
+    assert set(paths["/v1/workers/{id}/drain"]["post"]["responses"]) == {"200", "401", "404", "503"}
+    assert set(paths["/v1/stats/activity"]["get"]["responses"]) == {"200", "400", "401", "503"}

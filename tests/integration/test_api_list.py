@@ -101,7 +101,12 @@ async def test_default_limit_is_100_and_tasks_have_spec_shape(api: Api) -> None:
         ("limit=1001", "limit"),
         ("limit=x", "limit"),
         ("cursor=garbage!", "cursor"),
-        ("cursor=cjo1", "cursor"),  # a runs cursor is not a tasks cursor
+        ("cursor=r" + "0" * 32, "cursor"),  # a runs cursor is not a tasks cursor
+        ("limit=\u00b2", "limit"),  # "²".isdigit() is True, int("²") raised: it answered 500
+        ("limit=", "limit"),
+        ("status=", "status"),
+        ("name=", "name"),
+        ("name=%00", "name"),
     ],
 )
 async def test_bad_query_parameters_name_the_field(api: Api, query: str, field: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,9 @@ async def test_readyz_is_503_when_the_database_is_gone(database_url: str, pg_adm
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             status, body = await api.call("GET", "/readyz")
             assert status == 503, body
+            # The database's own words (its name, the user, the host) stay in the server's log.
+            assert body["error"] == {"code": "unavailable", "message": "the database is not reachable"}
+            assert name not in json.dumps(body)
             status, body = await api.call("POST", "/v1/tasks", json=HTTP_TASK)
             assert status == 503, body
             assert body["error"]["code"] == "unavailable"

@@ -59,6 +59,12 @@ CASES: list[tuple[Any, int, str, str | None]] = [
     (http(schedule={"delay_s": 5, "overlap": True}), 400, "invalid_schedule", "schedule"),
     (http(schedule={"every_s": 5, "end_at": "2001-01-01T00:00:00Z"}), 400, "invalid_schedule", "schedule.end_at"),
     (http(schedule={"cron": "0 0 30 2 *"}), 400, "invalid_schedule", "schedule.cron"),
+    (http(schedule={"cron": "*/61 * * * *"}), 400, "invalid_schedule", "schedule.cron"),  # croniter took it
+    (http(schedule={"cron": "0 */25 * * *"}), 400, "invalid_schedule", "schedule.cron"),
+    (http(schedule={"cron": "0 0 * 13 *"}), 400, "invalid_schedule", "schedule.cron"),
+    (http(schedule={"at": 0}), 400, "invalid_schedule", "schedule.at"),  # was read as epoch seconds
+    (http(schedule={"at": "2030-01-01"}), 400, "invalid_schedule", "schedule.at"),
+    (http(schedule={"at": None, "cron": None}), 400, "invalid_schedule", "schedule"),
     (http(schedule={"every_s": 5, "when": 1}), 400, "invalid_schedule", "schedule.when"),
     (http(name="x" * 201), 400, "invalid_request", "name"),
     (http(priority="high"), 400, "invalid_request", "priority"),
@@ -153,8 +159,29 @@ async def test_every_type_is_accepted(api: Api, payload: dict[str, Any]) -> None
 async def test_unknown_route_and_method_use_the_error_shape(api: Api) -> None:
     status, body = await api.call("GET", "/v1/nothing")
     assert status == 404 and body["error"]["code"] == "not_found"
-    status, body = await api.call("DELETE", "/v1/tasks")
-    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+    async with api.session.delete(api.url("/v1/tasks")) as resp:
+        body = await resp.json()
+    assert resp.status == 405 and body["error"]["code"] == "method_not_allowed"
+    # RFC 9110: a 405 names the methods the resource takes (schemathesis found it missing).
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
+
+
+async def test_a_payload_of_another_type_conflicts_with_the_task(api: Api) -> None:
+    status, task = await api.call("POST", "/v1/tasks", json=http())
+    assert status == 201
+    shell = {"command": "true"}
+    status, body = await api.call("PATCH", f"/v1/tasks/{task['id']}", json={"payload": shell})
+    assert status == 409, body
+    assert "`shell` task; this task is `http`" in body["error"]["message"]
+    status, body = await api.call("PATCH", f"/v1/tasks/{task['id']}", json={"payload": {"nope": 1}})
+    assert status == 400, body
+    assert body["error"]["field"] == "payload.url"
+
+
+async def test_good_cron_expressions_stay_accepted(api: Api) -> None:
+    for cron in ("*/5 * * * *", "0 9 * * MON-FRI", "0,30 9-17/2 1 jan,Feb *", "0 0 * * 7", "*/60 * * * *"):
+        status, body = await api.call("POST", "/v1/tasks", json=http(schedule={"cron": cron}))
+        assert status == 201, (cron, body)
 
 
 async def test_openapi_document_is_3_1_and_covers_the_api(api: Api) -> None:

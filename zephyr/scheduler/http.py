@@ -12,7 +12,7 @@ from aiohttp import web
 from zephyr.config import SchedulerConfig
 from zephyr.errors import PayloadTooLarge, ValidationError
 from zephyr.scheduler.notifier import DueNotifier
-from zephyr.scheduler.schemas import check_text, parse_json
+from zephyr.scheduler.schemas import parse_json
 from zephyr.stats import OfferedTypes
 
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -54,24 +54,3 @@ async def read_json(request: web.Request) -> Any:
     if not body.strip():
         raise ValidationError("the body is empty; send a JSON object")
     return parse_json(body)
-
-
-def query_param(request: web.Request, name: str, choices: tuple[str, ...] | None = None) -> str | None:
-    """An optional query parameter; outside `choices` raises ValidationError naming it."""
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    check_text(value, name)
-    if choices is not None and value not in choices:
-        raise ValidationError(f"`{name}` must be one of {', '.join(choices)}", field=name)
-    return value
-
-
-def limit_param(request: web.Request, default: int = 100, maximum: int = 1000) -> int:
-    """`?limit=`: 1 to `maximum`, default `default`."""
-    text = request.query.get("limit")
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise ValidationError(f"`limit` must be an integer from 1 to {maximum}", field="limit")
-    return int(text)

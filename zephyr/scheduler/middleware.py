@@ -74,7 +74,10 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
-        return respond({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+        response = respond({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except DATABASE_DOWN as exc:
         status = 503
         log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from zephyr.scheduler.schemas import TASK_TYPES, openapi_components
+from zephyr.schedule import CRON_PATTERN
+from zephyr.scheduler import params
+from zephyr.scheduler.params import QueryParam
+from zephyr.scheduler.schemas import TASK_TYPES, openapi_components, time_zones
 from zephyr.taskstore import TASK_STATUSES
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -149,6 +152,12 @@ def _page_op(summary: str, *media_types: str, not_found: bool = False) -> dict[s
     }
 
 
+def _with_repeat(operation: dict[str, Any]) -> dict[str, Any]:
+    """`operation` that also answers 200 with the first task for a repeated idempotency key."""
+    operation["responses"]["200"] = {"description": "the key was seen: the first task", **_json(_ref("Task"))}
+    return operation
+
+
 def _page(item: str, key: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -159,12 +168,46 @@ def _page(item: str, key: str) -> dict[str, Any]:
     }
 
 
-def _params(*names: str) -> list[dict[str, Any]]:
-    return [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names]
+def _query(params: dict[str, QueryParam]) -> list[dict[str, Any]]:
+    return [param.openapi() for param in params.values()]
 
 
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 240, "pattern": "^[^\\u0000]*$"}
+SCHEDULE_FORMS = ("at", "delay_s", "cron", "every_s")
+RECURRING_ONLY = ("start_at", "end_at", "overlap")
+
+
+def schedule_schema(generated: dict[str, Any]) -> dict[str, Any]:
+    """The Schedule model's rules as JSON Schema: exactly one form (`oneOf`), `timezone` only with
+    `cron`, `start_at`/`end_at`/`overlap` only with the recurring forms, cron fields within their
+    ranges, zones from the IANA database. Other properties may be null (taken as absent)."""
+
+    def value_schema(name: str) -> dict[str, Any]:
+        if name == "cron":
+            return {"type": "string", "maxLength": 200, "pattern": CRON_PATTERN}
+        if name == "timezone":
+            return {"type": "string", "enum": sorted(time_zones())}
+        variants = generated["properties"][name]["anyOf"]
+        return next(v for v in variants if v.get("type") != "null")
+
+    def nullable(name: str) -> dict[str, Any]:
+        return {"anyOf": [value_schema(name), {"type": "null"}]}
+
+    null = {"type": "null"}
+    forms = []
+    for form in SCHEDULE_FORMS:
+        properties: dict[str, Any] = {name: null for name in generated["properties"]}
+        properties[form] = value_schema(form)
+        if form == "cron":
+            properties["timezone"] = nullable("timezone")
+        if form in ("cron", "every_s"):
+            properties.update({name: nullable(name) for name in RECURRING_ONLY})
+        forms.append(
+            {"type": "object", "required": [form], "properties": properties, "additionalProperties": False}
+        )
+    return {"description": generated.get("description", ""), "oneOf": forms}
 
 
 @cache
@@ -174,6 +217,11 @@ def openapi_document() -> dict[str, Any]:
     components.update(
         {"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA, "Worker": WORKER_SCHEMA}
     )
+    components["Schedule"] = schedule_schema(components["Schedule"])
+    # A new payload must fit the task's own type: one of another type answers 409.
+    components["TaskPatch"]["properties"]["payload"] = {
+        "anyOf": [*(_ref(f"{t.capitalize()}Payload") for t in TASK_TYPES), {"type": "null"}]
+    }
     task_create = {
         "oneOf": [_ref(f"{t.capitalize()}Task") for t in TASK_TYPES],
         "discriminator": {"propertyName": "type"},
@@ -181,15 +229,20 @@ def openapi_document() -> dict[str, Any]:
     action = {"parameters": ID}
     paths: dict[str, Any] = {
         "/v1/tasks": {
-            "post": _op(
-                "create a task (200 with the first task on a repeated idempotency key)",
-                201,
-                _ref("Task"),
-                400,
-                401,
-                413,
-                requestBody={"required": True, **_json(task_create)},
-                parameters=[{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+            "post": _with_repeat(
+                _op(
+                    "create a task (200 with the first task on a repeated idempotency key)",
+                    201,
+                    _ref("Task"),
+                    400,
+                    401,
+                    413,
+                    503,
+                    requestBody={"required": True, **_json(task_create)},
+                    parameters=[
+                        {"name": "Idempotency-Key", "in": "header", "schema": IDEMPOTENCY_KEY_SCHEMA}
+                    ],
+                )
             ),
             "get": _op(
                 "list tasks, newest first",
@@ -197,7 +250,8 @@ def openapi_document() -> dict[str, Any]:
                 _page("Task", "tasks"),
                 400,
                 401,
-                parameters=_params("status", "type", "name", "limit", "cursor"),
+                503,
+                parameters=_query(params.TASKS),
             ),
         },
         "/v1/tasks/batch": {
@@ -220,7 +274,7 @@ def openapi_document() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "description": "tasks without their own key get `<key>#<index>`",
-                        "schema": {"type": "string"},
+                        "schema": IDEMPOTENCY_KEY_SCHEMA,
                     }
                 ],
             )
@@ -253,7 +307,8 @@ def openapi_document() -> dict[str, Any]:
                 400,
                 401,
                 404,
-                parameters=ID + _params("limit", "cursor"),
+                503,
+                parameters=ID + _query(params.RUNS),
             )
         },
         "/v1/runs/{run_id}": {"get": _op("a run", 200, _ref("Run"), 401, 404, parameters=RUN_ID)},
@@ -265,7 +320,8 @@ def openapi_document() -> dict[str, Any]:
                 400,
                 401,
                 404,
-                parameters=RUN_ID + _params("limit", "cursor", "follow"),
+                503,
+                parameters=RUN_ID + _query(params.LOGS),
             )
         },
         "/v1/workers": {"get": _op("workers", 200, {"type": "object"}, 401)},
@@ -289,14 +345,7 @@ def openapi_document() -> dict[str, Any]:
                 ACTIVITY_SCHEMA,
                 400,
                 401,
-                parameters=[
-                    {
-                        "name": "window_s",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 60},
-                    }
-                ],
+                parameters=[params.ACTIVITY_WINDOW.openapi()],
             )
         },
         "/": {"get": _page_op("the web dashboard", "text/html")},
@@ -315,10 +364,27 @@ def openapi_document() -> dict[str, Any]:
                 ],
             }
         },
-        "/healthz": {"get": _op("process up", 200, {"type": "object"})},
-        "/readyz": {"get": _op("database reachable", 200, {"type": "object"}, 503)},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        "/healthz": {"get": _op("process up", 200, {"type": "object"}, security=[])},
+        "/readyz": {"get": _op("database reachable", 200, {"type": "object"}, 503, security=[])},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
     }
+    follow = paths["/v1/runs/{run_id}/logs"]["get"]["responses"]["200"]["content"]
+    follow["text/event-stream"] = {"schema": {"type": "string", "description": "with `follow=1`"}}
+    for path, operations in paths.items():
+        if path not in ("/healthz", "/metrics"):  # the rest read the database: 503 while it is down
+            for operation in operations.values():
+                operation["responses"].setdefault("503", _errors(503)["503"])
     return {
         "openapi": "3.1.0",
         "info": {"title": "Zephyr scheduler API", "version": "1"},

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from zephyr import taskstore
 from zephyr.errors import NotFound
-from zephyr.scheduler import cursors
-from zephyr.scheduler.http import POOL, STOPPING, dumps, limit_param, respond
+from zephyr.scheduler import cursors, params
+from zephyr.scheduler.http import POOL, STOPPING, dumps, respond
 
 routes = web.RouteTableDef()
 
@@ -28,8 +28,8 @@ KEEPALIVE_S = 15.0
 async def list_runs(request: web.Request) -> web.Response:
     """Runs of a task, newest first; 404 for an unknown task."""
     taskstore.parse_id(request.match_info["id"])  # a malformed id is a 404 before any 400
-    limit = limit_param(request)
-    before = cursors.decode_uuid("r", request.query.get("cursor"))
+    limit, cursor = (param.read(request) for param in params.RUNS.values())
+    before = cursors.decode_uuid("r", cursor)
     runs = await taskstore.list_runs(
         request.app[POOL], request.match_info["id"], before=before, limit=limit + 1
     )
@@ -50,13 +50,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
     status once the run has ended and every line is out."""
     pool = request.app[POOL]
     run_id = taskstore.parse_id(request.match_info["run_id"], "run")
-    cursor = request.query.get("cursor") or request.headers.get("Last-Event-ID")
-    after = cursors.decode_int("l", cursor)
+    limit, cursor, follow = (param.read(request) for param in params.LOGS.values())
+    after = cursors.decode_int("l", cursor or request.headers.get("Last-Event-ID") or None)
     if await taskstore.run_status(pool, run_id) is None:
         raise NotFound(f"no run {request.match_info['run_id']!r}")
-    if request.query.get("follow") in ("1", "true", "yes"):
+    if follow in params.FOLLOW_ON:
         return await _follow(request, pool, run_id, after)
-    limit = limit_param(request, default=1000, maximum=10_000)
     lines = await taskstore.list_logs(pool, run_id, after=after, limit=limit + 1)
     page, next_cursor = cursors.page("l", lines, limit, lambda line: line[0])
     return respond({"logs": [line for _, line in page], "next_cursor": next_cursor})

@@ -10,15 +10,14 @@ from aiohttp import web
 from zephyr import stats as cluster_stats
 from zephyr import taskstore
 from zephyr.db.queries import QUERIES
-from zephyr.errors import NotFound, ValidationError
+from zephyr.errors import NotFound
+from zephyr.scheduler import params
 from zephyr.scheduler.http import POOL, respond
 from zephyr.scheduler.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
-ACTIVITY_WINDOW_S = 60
-ACTIVITY_MAX_WINDOW_S = 3600
 WORKER_ID_MAX_CHARS = 255
 
 routes = web.RouteTableDef()
@@ -36,8 +35,10 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[POOL].fetchval(QUERIES["ping"], timeout=READY_TIMEOUT_S)
     except Exception as exc:  # any failure (refused, timeout, SQL error) means not ready
+        # The cause (host, user, database) goes to the log only: /readyz answers without a token.
         log.warning("readiness check failed: %s", exc)
-        return respond({"status": "unavailable", "error": {"code": "unavailable", "message": str(exc)}}, 503)
+        error = {"code": "unavailable", "message": "the database is not reachable"}
+        return respond({"status": "unavailable", "error": error}, 503)
     return respond({"status": "ok"})
 
 
@@ -89,12 +90,5 @@ async def drain_worker(request: web.Request) -> web.Response:
 async def activity(request: web.Request) -> web.Response:
     """Rates, dispatch latency and due work by type over the last `window_s` seconds (1 to 3600,
     default 60); at most a second old (see zephyr.stats.activity)."""
-    text = request.query.get("window_s")
-    window = ACTIVITY_WINDOW_S
-    if text is not None and text != "":
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACTIVITY_MAX_WINDOW_S:
-            raise ValidationError(
-                f"`window_s` must be an integer from 1 to {ACTIVITY_MAX_WINDOW_S}", field="window_s"
-            )
-        window = int(text)
+    window = params.ACTIVITY_WINDOW.read(request)
     return respond(await cluster_stats.activity(request.app[POOL], float(window)))

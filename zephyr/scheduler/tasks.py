@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiohttp import web
 
 from zephyr import taskstore
-from zephyr.errors import ValidationError
-from zephyr.scheduler import cursors, submit
-from zephyr.scheduler.http import (
-    INSERT_POOL,
-    NOTIFIER,
-    OFFERED_TYPES,
-    POOL,
-    limit_param,
-    query_param,
-    read_json,
-    respond,
-)
+from zephyr.errors import Conflict, ValidationError
+from zephyr.scheduler import cursors, params, submit
+from zephyr.scheduler.http import INSERT_POOL, NOTIFIER, OFFERED_TYPES, POOL, read_json, respond
 from zephyr.scheduler.schemas import (
     TASK_TYPES,
     check_text,
@@ -28,7 +20,7 @@ from zephyr.scheduler.schemas import (
     validate_task,
 )
 from zephyr.scheduler.submit import first_run_at
-from zephyr.taskstore import TASK_STATUSES, stored_payload, stored_schedule
+from zephyr.taskstore import stored_payload, stored_schedule
 
 routes = web.RouteTableDef()
 
@@ -89,11 +81,8 @@ async def create_batch(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     """Newest first, `limit` (default 100, max 1000) per page, `next_cursor` null on the last page.
     Filters `status`, `type`, `name` combine; each page is an index range scan."""
-    status = query_param(request, "status", TASK_STATUSES)
-    task_type = query_param(request, "type", TASK_TYPES)
-    name = query_param(request, "name")
-    limit = limit_param(request)
-    before = cursors.decode_uuid("t", request.query.get("cursor"))
+    status, task_type, name, limit, cursor = (param.read(request) for param in params.TASKS.values())
+    before = cursors.decode_uuid("t", cursor)
     tasks = await taskstore.list_tasks(
         request.app[POOL], before=before, limit=limit + 1, status=status, task_type=task_type, name=name
     )
@@ -114,7 +103,7 @@ async def patch_task(request: web.Request) -> web.Response:
     current = await taskstore.get_task(pool, request.match_info["id"])
     payload: dict[str, Any] | None = None
     if patch.payload is not None:
-        payload = stored_payload(validate_payload(current["type"], patch.payload))
+        payload = _patched_payload(current["type"], patch.payload)
     schedule_given = "schedule" in patch.model_fields_set
     stored = stored_schedule(patch.schedule)
     next_run_at = first_run_at(stored, submit.utcnow()) if schedule_given else None
@@ -130,6 +119,23 @@ async def patch_task(request: web.Request) -> web.Response:
             next_run_at=next_run_at,
         )
     )
+
+
+def _patched_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a new payload for a task of `task_type`. A payload that is valid, but
+    for another type, conflicts with the task (409); one valid for no type is a bad request."""
+    try:
+        return stored_payload(validate_payload(task_type, payload))
+    except ValidationError as exc:
+        for other in TASK_TYPES:
+            if other != task_type:
+                with contextlib.suppress(ValidationError):
+                    validate_payload(other, payload)
+                    raise Conflict(
+                        f"the payload is one of a `{other}` task; this task is `{task_type}`: {exc.message}",
+                        field=exc.field,
+                    ) from None
+        raise
 
 
 @routes.post("/v1/tasks/{id}/cancel")
