@@ -15,7 +15,7 @@ import asyncpg
 from tests.integration.test_coordinator import runs_of, until_status
 from tests.support.cluster import wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
-from zephyr.coordinator.completions import Backoff, RunEnding, apply_endings_splitting
+from zephyr.coordinator.completions import Backoff, CompletionBatcher, RunEnding, apply_endings_splitting
 from zephyr.db.queries import QUERIES
 from zephyr.runoutput import MAX_LOG_LINE_CHARS, MAX_RESULT_BYTES
 from zephyr.v1 import worker_pb2 as pb
@@ -114,3 +114,14 @@ def _uuid(text: str) -> object:
     import uuid
 
     return uuid.UUID(text)
+
+
+async def test_endings_resent_while_the_database_is_away_are_queued_once(db: asyncpg.Pool) -> None:
+    """A worker reconnecting through an outage resends every unacked completion each time: the
+    batcher keeps one entry per ending (before the fix, one per resend: memory grew unbounded)."""
+    batcher = CompletionBatcher(db, BACKOFF)  # not started: the database is "away"
+    ending = RunEnding(_uuid("0190b5d2-0000-7000-8000-000000000001"), 1, "w1", "succeeded")
+    futures = [batcher.submit([ending])[0] for _ in range(100)]
+    assert batcher.waiting == 1
+    assert all(f is futures[0] for f in futures)
+    await batcher.close()

@@ -256,12 +256,17 @@ class CompletionBatcher:
 
     A database failure does not lose endings: the batch is retried until it applies or the
     batcher stops (the worker keeps an unacknowledged completion and resends it on reconnect).
+    An ending submitted again while the same one waits (a worker reconnecting through an outage
+    resends every unacked completion) shares the first one's future instead of queueing again:
+    the queue holds at most one entry per run ending, however often the workers reconnect.
     """
 
     def __init__(self, pool: asyncpg.Pool, backoff: Backoff) -> None:
         self._pool = pool
         self._backoff = backoff
         self._queue: list[tuple[RunEnding, asyncio.Future[bool]]] = []
+        # Endings queued or being applied, by (run, attempt, worker, status): their futures.
+        self._waiting: dict[tuple[Any, int, str, str], asyncio.Future[bool]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -286,13 +291,23 @@ class CompletionBatcher:
         for _ending, future in self._queue:
             future.cancel()
         self._queue.clear()
+        self._waiting.clear()
+
+    @property
+    def waiting(self) -> int:
+        """Endings submitted and not yet applied."""
+        return len(self._waiting)
 
     def submit(self, endings: Sequence[RunEnding]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         futures = []
         for ending in endings:
-            future: asyncio.Future[bool] = loop.create_future()
-            self._queue.append((ending, future))
+            key = (*ending.key, ending.status)
+            future = self._waiting.get(key)
+            if future is None:
+                future = loop.create_future()
+                self._waiting[key] = future
+                self._queue.append((ending, future))
             futures.append(future)
         if futures:
             self._idle.clear()
@@ -318,7 +333,8 @@ class CompletionBatcher:
                     except Exception:
                         log.exception("applying %d run endings failed; retrying", len(batch))
                         await asyncio.sleep(RETRY_DELAY_S)
-                for (_ending, future), ok in zip(batch, accepted, strict=True):
+                for (ending, future), ok in zip(batch, accepted, strict=True):
+                    self._waiting.pop((*ending.key, ending.status), None)
                     if not future.done():
                         future.set_result(ok)
             self._idle.set()
