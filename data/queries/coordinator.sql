@@ -315,6 +315,14 @@ SELECT count(*) AS runs,
 FROM task_runs
 WHERE attempt = 1 AND started_at >= $1;
 
+-- name: claimed_runs_of_workers
+-- Running runs this coordinator claimed for the given workers, started before $3 seconds ago:
+-- the caller compares them with what it pushed down those workers' streams.
+-- $1 coordinator_id text, $2 worker_ids text[], $3 older_than_s float8
+SELECT id, attempt, worker_id FROM task_runs
+WHERE status = 'running' AND worker_id = ANY ($2::text[]) AND coordinator_id = $1
+  AND started_at < now() - make_interval(secs => $3::float8);
+
 -- name: misrouted_runs
 -- Runs this coordinator claimed for a worker after that worker registered on another coordinator:
 -- they went down a stream the worker had already left, so the worker never got them.

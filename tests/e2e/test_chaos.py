@@ -223,9 +223,21 @@ def one_off(i: int, url: str) -> tuple[str, dict[str, Any], int]:
 
 
 async def submit(db: asyncpg.Pool, rows: Sequence[Row]) -> list[Any]:
-    """Insert tasks the way the API's batch does (same statement, same NOTIFY)."""
-    now = datetime.now(UTC)
+    """Insert tasks the way the API's batch does (same statement, same NOTIFY), retrying through
+    database outages; a retry that finds its ids taken had committed before its reply was lost."""
     ids = [new_id() for _ in rows]
+    while True:
+        try:
+            await insert(db, ids, rows)
+            return ids
+        except asyncpg.UniqueViolationError:
+            return ids
+        except DB_DOWN:
+            await asyncio.sleep(0.5)
+
+
+async def insert(db: asyncpg.Pool, ids: list[Any], rows: Sequence[Row]) -> None:
+    now = datetime.now(UTC)
     await db.fetch(
         QUERIES["insert_tasks_batch"],
         ids,
@@ -241,7 +253,6 @@ async def submit(db: asyncpg.Pool, rows: Sequence[Row]) -> list[Any]:
         [now] * len(rows),
         [None] * len(rows),
     )
-    return ids
 
 
 async def submit_all(db: asyncpg.Pool, url: str, chaos: Chaos, stop: asyncio.Event) -> list[Any]:
@@ -254,13 +265,12 @@ async def submit_all(db: asyncpg.Pool, url: str, chaos: Chaos, stop: asyncio.Eve
         if stop.is_set():
             break
         rows: list[Row] = [(*one_off(b * per_batch + i, url), None) for i in range(per_batch)]
-        with contextlib.suppress(*DB_DOWN):
-            ids += await submit(db, rows)
-            if b % (batches // 4) == 1:
-                sleeps: list[Row] = [
-                    ("internal", {"function": "zephyr.sleep", "kwargs": {"seconds": 60}}, 3, None)
-                ]
-                long_sleeps += await submit(db, sleeps * (CANCELLED // 4))
+        ids += await submit(db, rows)
+        if b % (batches // 4) == 1:
+            sleeps: list[Row] = [
+                ("internal", {"function": "zephyr.sleep", "kwargs": {"seconds": 60}}, 3, None)
+            ]
+            long_sleeps += await submit(db, sleeps * (CANCELLED // 4))
         if len(long_sleeps) >= CANCELLED // 4:
             await cancel_running(db, long_sleeps, chaos)
         await asyncio.sleep(SUBMIT_S / batches)

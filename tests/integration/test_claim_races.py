@@ -134,3 +134,28 @@ async def test_a_run_handed_back_unstarted_is_due_again_at_once_without_using_an
         async with FakeWorker(coord.addr, "other") as other:
             [again] = await other.take(1)
             assert (again.task_id, again.attempt) == (str(task_id), 1)
+
+
+async def test_a_claim_whose_reply_was_lost_is_dispatched_again_within_a_lease(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    async with (
+        running_coordinator(database_url, ZEPHYR_COORDINATOR_ID="c-lost", ZEPHYR_POLL_S="60") as coord,
+        FakeWorker(coord.addr, "w1", capacity=1) as worker,
+    ):
+        await worker.heartbeat_acked()
+        # A claim of this coordinator for w1 committed, but its reply never reached the
+        # coordinator (a timeout, a dropped connection): nothing was pushed.
+        [task_id] = await insert_tasks(db, next_run_at=datetime.now(UTC) + timedelta(hours=1))
+        await db.execute("UPDATE tasks SET next_run_at = now() WHERE id = $1", task_id)
+        rows = await db.fetch(
+            QUERIES["claim_due"], ["internal"], ["w1"], ids.new_ids(1), "c-lost", 30.0, None
+        )
+        assert len(rows) == 1
+        # Before the fix the run stayed running for a worker that never got it until its
+        # timeout_s backstop (300 s here); now it is dispatched again within a lease (2 s).
+        [again] = await worker.take(1, timeout=15)
+        assert again.task_id == str(task_id) and again.run_id != str(rows[0]["run_id"])
+        assert again.attempt == 1  # the undelivered claim did not count
+        runs = await runs_of(db, task_id)
+        assert (runs[0]["status"], runs[0]["error"]["code"]) == ("lost", "undelivered")

@@ -352,6 +352,10 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             sweep.cancel()
         await asyncio.gather(*self._sweeps, return_exceptions=True)
 
+    def sessions(self) -> list[WorkerSession]:
+        """The worker streams registered here."""
+        return self._registry.sessions()
+
     def drain(self, worker_id: str) -> bool:
         """Send Drain to `worker_id` if its stream is here; it then gets no new runs."""
         session = self._registry.get(worker_id)

@@ -9,6 +9,8 @@
   (in case the `zephyr_cancel` notification was missed);
 - misrouted runs: runs claimed here for a worker that had already moved to another coordinator
   (pushed down a stream it had left) end `lost`;
+- unsent runs: runs claimed here for a worker connected here but never pushed (the claim's reply
+  was lost after it committed) end `lost` without charging their attempt, within a lease;
 - retention: finished runs (with their logs) and long-gone workers older than the retention period
   are deleted.
 
@@ -86,6 +88,7 @@ class Maintenance:
         self._coordinator_id = coordinator_id
         self._gateway = gateway
         self.next_expiry_s: float | None = None
+        self._unsent_seen: set[Any] = set()  # runs the previous unsent pass found
         self.signals = signals or MaintenanceSignals()
         self._gauges = cluster_stats.Gauges()
 
@@ -119,6 +122,44 @@ class Maintenance:
             rows = await conn.fetch(QUERIES["misrouted_runs"], self._coordinator_id, BATCH)
         endings = endings_of(rows, "lost", "lost", "sent to a stream the worker had left")
         return sum(await apply_endings(self._pool, endings, self._backoff))
+
+    async def unsent_once(self) -> int:
+        """End as lost (their attempt not charged) the runs this coordinator claimed for workers
+        connected here that were never pushed down their streams: a claim whose reply was lost
+        (timeout, dropped connection) committed runs nobody sent. Looks only at runs older than
+        half a lease, so a claim being pushed right now is never taken for one. Returns runs ended."""
+        if self._gateway is None:
+            return 0
+        sessions = {s.worker_id: s for s in self._gateway.sessions()}
+        if not sessions:
+            return 0
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                QUERIES["claimed_runs_of_workers"], self._coordinator_id, list(sessions), self._lease_s / 2
+            )
+        candidates = {
+            r["id"]: r
+            for r in rows
+            if (session := sessions.get(r["worker_id"])) is not None
+            and not session.closed
+            and str(r["id"]) not in session.outstanding
+        }
+        # Only runs seen unsent by two passes in a row: a claim that committed while the database
+        # was slow (its started_at long past) has been pushed by the next pass.
+        seen, self._unsent_seen = self._unsent_seen, set(candidates)
+        unsent = [
+            RunEnding(
+                r["id"],
+                r["attempt"],
+                r["worker_id"],
+                "lost",
+                error={"code": "undelivered", "message": "claimed, but its claim's reply never came"},
+                charged=False,
+            )
+            for run_id, r in candidates.items()
+            if run_id in seen
+        ]
+        return sum(await apply_endings(self._pool, unsent, self._backoff))
 
     async def timeouts_once(self) -> int:
         """End runs past their deadline as timed out; returns runs ended."""
@@ -169,6 +210,7 @@ class Maintenance:
         jobs: list[tuple[str, Callable[[], Awaitable[int]], float]] = [
             ("rescue", self.rescue_once, rescue_every),
             ("misrouted", self.misrouted_once, rescue_every),
+            ("unsent", self.unsent_once, rescue_every),
             ("timeouts", self.timeouts_once, self._lease_s),
             ("cancels", self.cancels_once, self._lease_s),
             ("stats", self.sample_stats_once, STATS_SAMPLE_EVERY_S),
