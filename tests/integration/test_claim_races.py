@@ -126,8 +126,10 @@ async def test_a_run_handed_back_unstarted_is_due_again_at_once_without_using_an
 ) -> None:
     [task_id] = await insert_tasks(db, max_attempts=1)
     async with running_coordinator(database_url) as coord:
-        async with FakeWorker(coord.addr, "stopping") as stopping:
+        async with FakeWorker(coord.addr, "stopping", heartbeat_s=None) as stopping:
             [first] = await stopping.take(1)
+            # The worker is stopping: it takes no more work, and hands back what reaches it.
+            await stopping.heartbeat(draining=True)
             await stopping.complete([first], pb.RUN_OUTCOME_CANCELLED, error_code="not_started")
             assert await stopping.acked([first.run_id]) == {first.run_id: True}
         # Before the fix the hand-back counted as the task's only attempt: dead, never run.

@@ -11,6 +11,7 @@ group's first process, not the children a shell command forks.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import subprocess
@@ -75,6 +76,7 @@ class GroupReaper:
             start_new_session=True,
         )
         self._pipe = self._watchdog.stdin
+        atexit.register(self.close)  # a clean exit reaps it too (a killed worker just closes the pipe)
 
     def close(self) -> None:
         """Close the pipe (the watchdog kills what is left and exits) and reap the watchdog."""
