@@ -26,7 +26,7 @@ DB: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 STATS_MAX_AGE_S = 1.0
 OFFERED_TYPES_MAX_AGE_S = 2.0
 # Due tasks read per stats call: bounds its cost (a few index pages) however long the queue is.
-DUE_CAP = 10_000
+DUE_CAP = 1_000
 # Finished runs read for runs_per_s: past this many in the last minute, the rate is taken over the
 # newest ones only (the time they took to finish), not over the whole minute.
 RECENT_RUNS_CAP = 2_000
