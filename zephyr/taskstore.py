@@ -390,7 +390,7 @@ async def patch_task(
 ) -> dict[str, Any]:
     """Replace the fields given (None: unchanged), in stored form; with `schedule_given` the
     schedule becomes `stored_schedule` and a pending or paused task's next firing `next_run_at`
-    (coordinators are told when the task is pending). A running task raises Conflict."""
+    (coordinators are told whenever the task is pending). A running task raises Conflict."""
     async with transaction(db) as conn:
         row = await lock_task(conn, task_id)
         if row["status"] == "running":
@@ -407,7 +407,9 @@ async def patch_task(
             schedule.wants_overlap(stored_schedule),
             next_run_at,
         )
-        if schedule_given and updated["status"] == "pending":
+        if updated["status"] == "pending":
+            # Also without a new schedule: while this transaction held the row, a claim skipped
+            # it (SKIP LOCKED); told nothing, coordinators would find it due only at their poll.
             await notify_due(conn, updated["next_run_at"])
         return await get_task(conn, row["id"])
 

@@ -161,3 +161,34 @@ async def test_a_claim_whose_reply_was_lost_is_dispatched_again_within_a_lease(
         assert again.attempt == 1  # the undelivered claim did not count
         runs = await runs_of(db, task_id)
         assert (runs[0]["status"], runs[0]["error"]["code"]) == ("lost", "undelivered")
+
+
+async def test_a_due_task_an_api_transaction_held_at_claim_time_does_not_wait_for_the_poll(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    async with (
+        running_coordinator(database_url, ZEPHYR_POLL_S="60") as coord,
+        FakeWorker(coord.addr, "w1") as worker,
+    ):
+        await worker.heartbeat_acked()
+        [held] = await insert_tasks(db, next_run_at=datetime.now(UTC) + timedelta(hours=1))
+        async with db.acquire() as conn, conn.transaction():
+            # An API change (PATCH) holds the row while it comes due and a claim runs.
+            await db.execute("UPDATE tasks SET next_run_at = now() WHERE id = $1", held)
+            await taskstore.patch_task(
+                conn,
+                str(held),
+                payload=None,
+                priority=5,
+                max_attempts=None,
+                schedule_given=False,
+                stored_schedule=None,
+                next_run_at=None,
+            )
+            [other] = await insert_tasks(db)  # notifies: the claim takes it and skips the held row
+            [first] = await worker.take(1)
+            assert first.task_id == str(other)
+        # Before the fix nothing told the coordinator once the row was free: it waited for the
+        # fallback poll (60 s here).
+        [second] = await worker.take(1, timeout=15)
+        assert second.task_id == str(held)
