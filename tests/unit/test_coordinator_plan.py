@@ -120,6 +120,18 @@ def test_non_retryable_failure_is_dead_at_once() -> None:
     assert update is not None and update.status == "dead"
 
 
+def test_a_cancel_the_task_did_not_ask_for_is_a_retryable_failure() -> None:
+    # A worker cancels a run when told to; told by a stray NOTIFY on zephyr_cancel (a publish task
+    # could send one), it reported CANCELLED not retryable and the task was dead at attempt 1.
+    update = decide(finished(status="cancelled", retryable=False), now=NOW, backoff=no_backoff)
+    assert update is not None and (update.status, update.next_run_at) == (
+        "pending",
+        NOW + timedelta(seconds=2),
+    )
+    update = decide(finished(status="cancelled", retryable=False, attempts=3), now=NOW, backoff=no_backoff)
+    assert update is not None and update.status == "dead"
+
+
 def test_cancelled_or_paused_or_reclaimed_task_is_left_alone() -> None:
     assert decide(finished(task_status="cancelled"), now=NOW, backoff=no_backoff) is None
     assert decide(finished(task_status="paused"), now=NOW, backoff=no_backoff) is None

@@ -257,29 +257,28 @@ async def http_target() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+async def logged_with_password(command: str, password: str) -> str:
+    """The log of a shell run of `command` with the secret `password` in its variable PW."""
+    return "\n".join(await run_shell_with_secrets(command, {"PW": "PW"}, PW=password))
+
+
 async def test_curl_verbose_basic_auth_and_base64_of_a_secret_are_masked(http_target: str) -> None:
     password = "Tr0ub4dor&3-horse"
-    lines = await run_shell_with_secrets(
-        f'curl -sv -u "alice:$PW" {http_target}/ -o /dev/null; printf %s "$PW" | base64',
-        {"PW": "PW"},
-        PW=password,
+    logged = await logged_with_password(
+        f'curl -sv -u "alice:$PW" {http_target}/ -o /dev/null; printf %s "$PW" | base64', password
     )
-    logged = "\n".join(lines)
     assert "Authorization: Basic" in logged  # curl -v did print the header...
     assert base64.b64encode(f"alice:{password}".encode()).decode() not in logged  # ...masked
     assert base64.b64encode(password.encode()).decode() not in logged
     assert password not in logged
-    assert len([line for line in lines if "***" in line]) >= 2
+    assert logged.count("***") >= 2
 
 
 async def test_a_url_encoded_secret_is_masked(http_target: str) -> None:
     password = "p@ss/w:rd&x=1 ä"
-    lines = await run_shell_with_secrets(
-        f'curl -sv -G --data-urlencode "pw=$PW" {http_target}/login -o /dev/null',
-        {"PW": "PW"},
-        PW=password,
+    logged = await logged_with_password(
+        f'curl -sv -G --data-urlencode "pw=$PW" {http_target}/login -o /dev/null', password
     )
-    logged = "\n".join(lines)
     assert "GET /login?pw=" in logged
     assert urllib.parse.quote(password, safe="") not in logged
     assert "GET /login?pw=*** HTTP" in logged

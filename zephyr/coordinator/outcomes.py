@@ -100,7 +100,10 @@ def _after_failure(run: FinishedRun, now: datetime, backoff: Callable[[int], flo
     # An overlap firing that failed on its own is not retried (the next firing comes anyway); one
     # lost with its worker is.
     overlap_failed = run.recurring and run.overlap and run.status != "lost"
-    can_retry = run.retryable and run.attempts < run.max_attempts and not overlap_failed
+    # The task is still running on this run, so nobody cancelled it: a worker's CANCELLED here (a
+    # stray cancel, a drain) is its own doing, a failure to retry however the worker marked it.
+    retryable = run.retryable or run.status == "cancelled"
+    can_retry = retryable and run.attempts < run.max_attempts and not overlap_failed
     if can_retry:
         # A lost run failed for its worker's sake, not its own: it runs again at once elsewhere.
         delay_s = 0.0 if run.status == "lost" else backoff(run.attempts)
