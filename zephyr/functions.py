@@ -6,16 +6,33 @@ the decorator) loads this module alone, nothing of the services.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NAME = re.compile(r"[A-Za-z_][\w\-]*(\.[A-Za-z_][\w\-]*)*")
+MAX_NAME_CHARS = 200
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 # name -> function (sync or async); filled by decorators at import time.
 REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _matches(name: str) -> bool:
+    # Cached: the tasks of a batch name the same few functions.
+    return _NAME.fullmatch(name) is not None
+
+
+def is_function_name(name: object) -> bool:
+    """Whether `name` can name a function: ASCII identifiers joined by dots, at most 200 characters.
+
+    The one rule for both sides: the API refuses an `internal` task naming anything else, and
+    `task` refuses to register it.
+    """
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and _matches(name)
 
 
 def task(name: str) -> Callable[[F], F]:
@@ -24,7 +41,7 @@ def task(name: str) -> Callable[[F], F]:
     Names are dotted identifiers (`reports.build`). Registering a second, different function
     under a taken name raises ValueError, so two modules cannot silently shadow each other.
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_function_name(name):
         raise ValueError(f"task name {name!r} must be a dotted identifier such as 'reports.build'")
 
     def decorate(fn: F) -> F:

@@ -58,7 +58,7 @@ async def test_wrong_password_fails_without_echoing_it() -> None:
     try:
         executor = EmailExecutor(f"smtp://user:wrong-pw-123@127.0.0.1:{port_of(server)}")
         with pytest.raises(RunFailure) as info:
-            await executor.execute(make_context(), {"to": "a@example.com", "subject": "s"})
+            await executor.execute(make_context(), {"to": "a@example.com", "subject": "s", "body": "b"})
     finally:
         server.close()
     assert info.value.code == "smtp_error"
@@ -81,7 +81,7 @@ async def test_tls_modes(tmp_path: Path, mode: str) -> None:
     )
     try:
         await EmailExecutor(url, tls_context=client_ctx).execute(
-            make_context(), {"to": "a@example.com", "subject": mode}
+            make_context(), {"to": "a@example.com", "subject": mode, "body": "b"}
         )
     finally:
         server.close()
@@ -109,11 +109,13 @@ def test_smtp_url_parsing() -> None:
 async def test_bad_payloads_name_the_field() -> None:
     executor = EmailExecutor("smtp://127.0.0.1:1")
     for payload, field in (
-        ({"subject": "s"}, "payload.to"),
-        ({"to": [], "subject": "s"}, "payload.to"),
-        ({"to": "not-an-address", "subject": "s"}, "payload.to"),
-        ({"to": "a@b.c", "subject": "s", "bcc": [1]}, "payload.bcc"),
-        ({"to": "a@b.c", "subject": "s", "attachments": []}, "payload.attachments"),
+        ({"subject": "s", "body": "b"}, "payload.to"),
+        ({"to": [], "subject": "s", "body": "b"}, "payload.to"),
+        ({"to": "not-an-address", "subject": "s", "body": "b"}, "payload.to"),
+        ({"to": "a@b.c", "subject": "s"}, "payload.body"),
+        ({"to": "a@b.c", "subject": "s", "body": "b", "cc": "a@b.c\nBcc: x@y.z"}, "payload.cc"),
+        ({"to": "a@b.c", "subject": "s", "body": "b", "bcc": [1]}, "payload.bcc"),
+        ({"to": "a@b.c", "subject": "s", "body": "b", "attachments": []}, "payload.attachments"),
     ):
         with pytest.raises(TaskFailed) as info:
             await executor.execute(make_context(), payload)

@@ -91,8 +91,10 @@ async def test_missing_program_and_bad_payloads() -> None:
         await executor.execute(make_context(), {"argv": ["/nonexistent/prog"]})
     assert info.value.code == "not_found" and "payload.argv" in str(info.value)
     for payload, field in (
-        ({}, "payload.command"),
-        ({"command": "true", "argv": ["true"]}, "payload.command"),
+        # The payload as a whole, as the API names it: neither or both of command and argv.
+        ({}, "payload: "),
+        ({"command": "true", "argv": ["true"]}, "payload: "),
+        ({"command": "  "}, "payload.command"),
         ({"argv": []}, "payload.argv"),
         ({"command": "true", "env": {"A": 1}}, "payload.env"),
     ):

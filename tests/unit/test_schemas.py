@@ -10,6 +10,7 @@ import pytest
 from zephyr.errors import InvalidSchedule, PayloadTooLarge, ValidationError
 from zephyr.scheduler import schemas
 from zephyr.scheduler.cursors import decode_int, decode_uuid, encode
+from zephyr.tasktypes.fields import field_path
 
 
 def error_of(body: Any) -> ValidationError:
@@ -28,7 +29,7 @@ def error_of(body: Any) -> ValidationError:
     ],
 )
 def test_field_path(loc: tuple[int | str, ...], path: str) -> None:
-    assert schemas.field_path(loc) == path
+    assert field_path(loc) == path
 
 
 def test_schedule_errors_are_invalid_schedule_and_others_invalid_request() -> None:

@@ -1,7 +1,8 @@
-"""Request models of the HTTP API: one schema per task type, validating every request and
-generating `/openapi.json`.
+"""Request models of the HTTP API, validating every request and generating `/openapi.json`.
 
 Contracts:
+- A task body is discriminated by `type`: one model per task type, built from the payload models
+  of `zephyr.tasktypes` (the ones the worker's executors parse with).
 - Unknown fields are errors everywhere (`extra="forbid"`), numbers must be finite.
 - Wherever a payload takes a string, `{"$secret": "NAME"}` is accepted too and stored as given
   (the worker resolves it from `ZEPHYR_SECRET_NAME`).
@@ -17,28 +18,25 @@ import functools
 import json
 import math
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Union, cast
 from zoneinfo import available_timezones
 
 import pydantic
 import pydantic_core
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PlainValidator,
     TypeAdapter,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
+from zephyr import tasktypes
 from zephyr.errors import InvalidSchedule, PayloadTooLarge, ValidationError, ZephyrError
 from zephyr.schedule import is_valid_cron
+from zephyr.tasktypes.fields import Model, TaskType, describe_error, field_path
 
 MAX_NAME_CHARS = 200
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -48,181 +46,7 @@ MAX_ATTEMPTS = 1000
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DELAY_S = 10 * 365 * 24 * 3600.0
 MIN_EVERY_S = 0.01
-TASK_TYPES = ("http", "email", "shell", "internal", "publish")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
-_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-class Model(BaseModel):
-    """Base of every request model: unknown fields rejected, no NaN or infinity."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=False)
-
-
-def _secret_or_text(value: Any) -> str | dict[str, str]:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and set(value) == {"$secret"}:
-        name = value["$secret"]
-        if isinstance(name, str) and _SECRET_NAME.match(name):
-            return {"$secret": name}
-        raise ValueError("a secret name is 1 to 128 letters, digits or underscores")
-    raise ValueError('must be a string or {"$secret": "NAME"}')
-
-
-def _one_or_list(value: Any) -> str | dict[str, str] | list[str | dict[str, str]]:
-    if isinstance(value, list):
-        if not value:
-            raise ValueError("must not be an empty list")
-        items: list[str | dict[str, str]] = []
-        for index, item in enumerate(value):
-            try:
-                items.append(_secret_or_text(item))
-            except ValueError as exc:
-                raise ValueError(f"item {index}: {exc}") from None
-        return items
-    return _secret_or_text(value)
-
-
-def _status_codes(value: Any) -> int | list[int]:
-    codes = value if isinstance(value, list) else [value]
-    if not codes:
-        raise ValueError("must not be an empty list")
-    for code in codes:
-        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-            raise ValueError("must be a status code (100 to 599) or a list of them")
-    return value  # type: ignore[no-any-return]
-
-
-_SECRET_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"$secret": {"type": "string", "pattern": _SECRET_NAME.pattern}},
-    "required": ["$secret"],
-    "additionalProperties": False,
-    "description": "resolved on the worker from ZEPHYR_SECRET_<NAME>",
-}
-_STR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, _SECRET_SCHEMA]}
-
-# A string, or a secret reference where a string is expected (stored as given).
-Str = Annotated[str | dict[str, str], PlainValidator(_secret_or_text), WithJsonSchema(_STR_SCHEMA)]
-# One such string or a non-empty list of them.
-StrOrList = Annotated[
-    str | dict[str, str] | list[str | dict[str, str]],
-    PlainValidator(_one_or_list),
-    WithJsonSchema({"anyOf": [_STR_SCHEMA, {"type": "array", "items": _STR_SCHEMA, "minItems": 1}]}),
-]
-StatusCodes = Annotated[
-    int | list[int],
-    PlainValidator(_status_codes),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 100, "maximum": 599},
-                {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599}},
-            ]
-        }
-    ),
-]
-
-
-class HttpPayload(Model):
-    """`http`: one HTTP request; success when the status matches `expect_status` (default 2xx)."""
-
-    method: str = Field("GET", description="HTTP method", max_length=16)
-    url: Str
-    headers: dict[str, Str] = Field(default_factory=dict)
-    body: Any = Field(None, description="a string is sent as is, anything else as JSON")
-    expect_status: StatusCodes | None = Field(None, description="accepted status code(s); default any 2xx")
-    timeout_s: Annotated[float, Field(strict=True, gt=0, le=MAX_TIMEOUT_S)] | None = None
-    follow_redirects: Annotated[bool, Field(strict=True)] | None = None
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        if value.upper() not in HTTP_METHODS:
-            raise ValueError(f"must be one of {', '.join(HTTP_METHODS)}")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | dict[str, str]) -> str | dict[str, str]:
-        if isinstance(value, str) and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
-
-
-class EmailPayload(Model):
-    """`email`: one message through the worker's `ZEPHYR_SMTP_URL`."""
-
-    to: StrOrList
-    subject: Str
-    body: Str
-    html: Str | None = None
-    from_: Str | None = Field(None, alias="from")
-    cc: StrOrList | None = None
-    bcc: StrOrList | None = None
-
-
-class ShellPayload(Model):
-    """`shell`: `command` (run by /bin/sh -c) or `argv`, exactly one; exit 0 is success."""
-
-    command: Str | None = None
-    argv: Annotated[list[Str], Field(min_length=1)] | None = None
-    env: dict[str, Str] = Field(default_factory=dict)
-    cwd: Str | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ShellPayload:
-        if (self.command is None) == (self.argv is None):
-            raise ValueError("give exactly one of `command` or `argv`")
-        return self
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_function_name(value: str) -> bool:
-    # Cached: the tasks of a batch name the same few functions (names of at most 200 characters).
-    return _FUNCTION_NAME.match(value) is not None
-
-
-class InternalPayload(Model):
-    """`internal`: call a function a worker registered with `@zephyr.task(name)`."""
-
-    function: str
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("function")
-    @classmethod
-    def _function(cls, value: str) -> str:
-        if len(value) > 200 or not _is_function_name(value):
-            raise ValueError("must be a dotted name such as `reports.build`")
-        return value
-
-
-class PublishPayload(Model):
-    """`publish`: send `message` to a Redis channel or a PostgreSQL NOTIFY channel."""
-
-    channel: Str
-    message: Any
-    backend: Literal["redis", "postgres"] = "redis"
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, value: str | dict[str, str]) -> str | dict[str, str]:
-        if isinstance(value, str) and not 1 <= len(value) <= 63:
-            raise ValueError("a channel name is 1 to 63 characters")
-        return value
-
-
-PAYLOAD_MODELS: dict[str, type[Model]] = {
-    "http": HttpPayload,
-    "email": EmailPayload,
-    "shell": ShellPayload,
-    "internal": InternalPayload,
-    "publish": PublishPayload,
-}
+TASK_TYPES = tuple(tasktypes.TASK_TYPES)
 
 
 # A date and a time of day, seconds included, with an optional offset (none: UTC). Numbers
@@ -315,52 +139,39 @@ Timeout = Annotated[float, Field(strict=True, gt=0, le=MAX_TIMEOUT_S)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 
 
-class _TaskBase(Model):
+class TaskBody(Model):
+    """The fields every task has; `type` and `payload` are narrowed per task type below."""
+
     name: Name = ""
     schedule: Schedule | None = None
     priority: Priority = 0
     max_attempts: Attempts = 3
     timeout_s: Timeout = 300.0
     idempotency_key: IdempotencyKey | None = None
+    type: str
+    payload: Model
 
 
-class HttpTask(_TaskBase):
-    """A task of type `http`."""
-
-    type: Literal["http"]
-    payload: HttpPayload
-
-
-class EmailTask(_TaskBase):
-    """A task of type `email`."""
-
-    type: Literal["email"]
-    payload: EmailPayload
-
-
-class ShellTask(_TaskBase):
-    """A task of type `shell`."""
-
-    type: Literal["shell"]
-    payload: ShellPayload
+def _task_model(task_type: TaskType) -> type[TaskBody]:
+    """`HttpTask` and its kind: a task whose `type` is `task_type`'s name, with its payload model."""
+    name = task_type.name
+    model: type[TaskBody] = pydantic.create_model(
+        f"{name.capitalize()}Task",
+        __base__=TaskBody,
+        __doc__=f"A task of type `{name}`.",
+        __module__=__name__,
+        type=(cast(Any, Literal)[name], ...),
+        payload=(task_type.payload, ...),
+    )
+    return model
 
 
-class InternalTask(_TaskBase):
-    """A task of type `internal`."""
-
-    type: Literal["internal"]
-    payload: InternalPayload
-
-
-class PublishTask(_TaskBase):
-    """A task of type `publish`."""
-
-    type: Literal["publish"]
-    payload: PublishPayload
-
-
-AnyTask = HttpTask | EmailTask | ShellTask | InternalTask | PublishTask
-TaskCreate = Annotated[AnyTask, Field(discriminator="type")]
+TASK_MODELS: dict[str, type[TaskBody]] = {name: _task_model(t) for name, t in tasktypes.TASK_TYPES.items()}
+if TYPE_CHECKING:
+    TaskCreate = TaskBody
+else:
+    # Discriminated by `type`: pydantic picks the model by the tag, so only that one validates.
+    TaskCreate = Annotated[Union[tuple(TASK_MODELS.values())], Field(discriminator="type")]  # noqa: UP007
 
 
 class BatchCreate(Model):
@@ -381,29 +192,12 @@ class TaskPatch(Model):
     max_attempts: Attempts | None = None
 
 
-_TASK_ADAPTER: TypeAdapter[AnyTask] = TypeAdapter(TaskCreate)
-_TASKS_ADAPTER: TypeAdapter[list[AnyTask]] = TypeAdapter(list[TaskCreate])
+_TASK_ADAPTER: TypeAdapter[TaskBody] = TypeAdapter(TaskCreate)
+_TASKS_ADAPTER: TypeAdapter[list[TaskBody]] = TypeAdapter(list[TaskCreate])
 
 
 # ---------------------------------------------------------------------------------------------
 # Errors: pydantic's loc -> a field path, and our error classes.
-
-
-def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
-    """`("tasks", 17, "schedule", "cron")` -> `tasks[17].schedule.cron`."""
-    path = prefix
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            name = str(part).encode("utf-8", "replace").decode()  # a lone surrogate becomes "?"
-            path += f".{name}" if path else name
-    return path
-
-
-def _message(error: Any) -> str:
-    message = str(error.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
 
 
 def raise_pydantic(
@@ -421,15 +215,11 @@ def raise_error(error: ErrorDetails, prefix: tuple[int | str, ...] = (), *, tagg
     loc = list(error["loc"])
     if tagged and loc and loc[0] in TASK_TYPES:
         loc = loc[1:]
-    parts: list[int | str] = [*prefix, *loc]
     if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
-        parts.append("type")
+        path = field_path([*prefix, *loc, "type"])
         message = f"`type` must be one of {', '.join(TASK_TYPES)}"
-    elif error["type"] == "extra_forbidden":
-        message = f"unknown field `{parts[-1]}`" if parts else "unknown field"
     else:
-        message = _message(error)
-    path = field_path(parts)
+        path, message = describe_error({**error, "loc": tuple(loc)}, prefix)
     if loc[:1] == ["schedule"]:
         raise InvalidSchedule(message, field=path)
     raise ValidationError(message, field=path or None)
@@ -518,7 +308,7 @@ def _check_text(text: str, loc: tuple[int | str, ...]) -> None:
 # Entry points.
 
 
-def validate_task(obj: Any, prefix: tuple[int | str, ...] = ()) -> AnyTask:
+def validate_task(obj: Any, prefix: tuple[int | str, ...] = ()) -> TaskBody:
     """Validate one task body; raises ValidationError/InvalidSchedule/PayloadTooLarge."""
     problem = _raw_task_problem(obj, prefix)
     if problem is not None:
@@ -529,7 +319,7 @@ def validate_task(obj: Any, prefix: tuple[int | str, ...] = ()) -> AnyTask:
         raise_pydantic(exc, prefix, tagged=True)
 
 
-def validate_batch(obj: Any) -> list[AnyTask]:
+def validate_batch(obj: Any) -> list[TaskBody]:
     """Validate a batch body `{"tasks": [...]}` of 1 to 1000 tasks.
 
     The error raised is the one `validate_task` would raise for the first task that has one,
@@ -571,7 +361,7 @@ def _raw_task_problem(obj: Any, prefix: tuple[int | str, ...]) -> ZephyrError | 
     return None
 
 
-def _validate_tasks(tasks: list[Any]) -> list[AnyTask]:
+def _validate_tasks(tasks: list[Any]) -> list[TaskBody]:
     """Validate task bodies that passed `_raw_task_problem`; errors are named `tasks[i]...`."""
     try:
         return _TASKS_ADAPTER.validate_python(tasks)
@@ -587,7 +377,7 @@ def validate_payload(task_type: str, payload: Any) -> Model:
     if payload_too_large(payload):
         raise PayloadTooLarge(f"the payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB", field="payload")
     try:
-        return PAYLOAD_MODELS[task_type].model_validate(payload)
+        return tasktypes.payload_model(task_type).model_validate(payload)
     except pydantic.ValidationError as exc:
         raise_pydantic(exc, ("payload",))
 
@@ -629,11 +419,7 @@ def openapi_components() -> dict[str, Any]:
     """JSON Schemas (draft 2020-12, as OpenAPI 3.1 uses) of the request models."""
     _, definitions = pydantic.json_schema.models_json_schema(
         [
-            (HttpTask, "validation"),
-            (EmailTask, "validation"),
-            (ShellTask, "validation"),
-            (InternalTask, "validation"),
-            (PublishTask, "validation"),
+            *((model, "validation") for model in TASK_MODELS.values()),
             (BatchCreate, "validation"),
             (TaskPatch, "validation"),
         ],

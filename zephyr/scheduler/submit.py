@@ -18,7 +18,7 @@ import asyncpg
 from zephyr import metrics, schedule, taskstore
 from zephyr.errors import InvalidSchedule, ValidationError
 from zephyr.scheduler.notifier import DueNotifier
-from zephyr.scheduler.schemas import AnyTask
+from zephyr.scheduler.schemas import TaskBody
 from zephyr.taskstore import NewTask, json_text, stored_payload_json, stored_schedule
 
 
@@ -37,7 +37,7 @@ def first_run_at(stored: dict[str, Any] | None, now: datetime, field_prefix: str
 
 
 def to_row(
-    task: AnyTask, now: datetime, field_prefix: str = "", idempotency_key: str | None = None
+    task: TaskBody, now: datetime, field_prefix: str = "", idempotency_key: str | None = None
 ) -> NewTask:
     """The row of a validated task; `idempotency_key` (the header) wins over the field."""
     stored = stored_schedule(task.schedule)

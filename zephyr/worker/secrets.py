@@ -17,11 +17,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zephyr.errors import TaskFailed
+from zephyr.tasktypes.fields import SECRET_KEY, SECRET_NAME
 
-SECRET_KEY = "$secret"
 ENV_PREFIX = "ZEPHYR_SECRET_"
 MASK = "***"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # A derived form (one line of a multi-line secret, a run of its base64) shorter than this is not
@@ -137,9 +136,9 @@ def resolve(payload: Any, environ: Mapping[str, str], path: str = "payload") -> 
     def walk(node: Any, where: str) -> Any:
         if _is_ref(node):
             name = node[SECRET_KEY]
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
+            if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
                 raise TaskFailed(
-                    f"{where}: $secret must name a secret (letters, digits, _), got {name!r}",
+                    f"{where}: $secret must name a secret (1 to 128 letters, digits, _), got {name!r}",
                     code="invalid_payload",
                     retryable=False,
                 )

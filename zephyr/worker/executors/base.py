@@ -1,18 +1,25 @@
-"""The executor interface, the context a run gets, and payload field checks.
+"""The executor interface, the context a run gets, and the failure of a bad payload.
 
 An executor runs one task type. `execute(ctx, payload)` gets the payload with secrets already
-resolved, returns a JSON-serialisable result on success, and raises `TaskFailed` (or its
-subclass `RunFailure`, which also carries a result) to fail the run. Any other exception fails
+resolved, parses it with `parse_resolved` and its type's model from `zephyr.tasktypes` (the model
+the API validated with; `text`, `texts`, `text_map` give its string fields their plain type),
+returns a JSON-serialisable result on success, and raises `TaskFailed` (or its subclass
+`RunFailure`, which also carries a result) to fail the run. Any other exception fails
 the run with code `exception`. Cancellation and timeouts arrive as `asyncio.CancelledError`: an
 executor that owns outside resources (processes) releases them before letting it propagate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import pydantic
 
 from zephyr.errors import TaskFailed
+from zephyr.tasktypes.fields import Model, describe_error
+
+M = TypeVar("M", bound=Model)
 
 
 class LogStream:
@@ -67,42 +74,35 @@ def invalid(field: str, message: str) -> TaskFailed:
     return TaskFailed(f"payload.{field}: {message}", code="invalid_payload", retryable=False)
 
 
-def check_fields(payload: Any, allowed: Collection[str], required: Collection[str] = ()) -> dict[str, Any]:
-    """`payload` as a dict, refusing unknown and missing fields by name."""
-    if not isinstance(payload, dict):
-        raise TaskFailed("payload: must be a JSON object", code="invalid_payload", retryable=False)
-    for key in payload:
-        if key not in allowed:
-            raise invalid(key, "unknown field")
-    for key in sorted(required):
-        if key not in payload:
-            raise invalid(key, "is required")
-    return payload
+def text(value: str | dict[str, str]) -> str:
+    """A `Str` field of a resolved payload: its string."""
+    if isinstance(value, str):
+        return value
+    # Unreachable after resolution (the runner replaces every reference or fails the run).
+    raise TaskFailed("payload: a secret reference was not resolved", code="invalid_payload", retryable=False)
 
 
-def get_str(payload: dict[str, Any], field: str, default: str | None = None) -> str | None:
-    value = payload.get(field, default)
-    if value is not None and not isinstance(value, str):
-        raise invalid(field, "must be a string")
-    return value
-
-
-def get_str_map(payload: dict[str, Any], field: str) -> dict[str, str]:
-    value = payload.get(field) or {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise invalid(field, "must be an object of strings")
-    return value
-
-
-def get_str_list(payload: dict[str, Any], field: str) -> list[str]:
-    """A string or a list of strings, as a list."""
-    value = payload.get(field)
+def texts(value: str | dict[str, str] | list[str | dict[str, str]] | None) -> list[str]:
+    """A `StrOrList` field of a resolved payload as a list of strings ([] when absent)."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise invalid(field, "must be a string or a list of strings")
+    if isinstance(value, list):
+        return [text(item) for item in value]
+    return [text(value)]
+
+
+def text_map(value: dict[str, str | dict[str, str]]) -> dict[str, str]:
+    """A `dict[str, Str]` field of a resolved payload with string values."""
+    return {key: text(item) for key, item in value.items()}
+
+
+def parse_resolved(model: type[M], payload: Any) -> M:
+    """`payload` (secrets resolved) validated by its task type's `model`, the one the API used.
+
+    A bad payload raises `invalid` naming the field with the API's message (`payload.url: ...`).
+    """
+    try:
+        return model.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        field, message = describe_error(exc.errors(include_url=False)[0], ("payload",))
+        raise TaskFailed(f"{field}: {message}", code="invalid_payload", retryable=False) from None

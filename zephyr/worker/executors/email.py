@@ -2,8 +2,8 @@
 
 ZEPHYR_SMTP_URL is `smtp://[user:pass@]host[:port]` (plain, port 25), `smtps://…` (implicit TLS,
 port 465) or `smtp://…?starttls=1` (STARTTLS required); `?from=addr` sets the default sender.
-Payload: `to` (one address or a list), `subject`, `body` (text), optional `html`, `from`, `cc`,
-`bcc`. Bcc recipients get the message but no header names them. The result lists `recipients`
+The payload is `zephyr.tasktypes.email.EmailPayload`, parsed once secrets are resolved. Bcc
+recipients get the message but no header names them. The result lists `recipients`
 and the `message_id`.
 """
 
@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, get_str_list, invalid
+from zephyr.tasktypes.email import EmailPayload, check_addresses
+from zephyr.worker.executors.base import RunContext, RunFailure, invalid, parse_resolved, text, texts
 
-FIELDS = {"to", "subject", "body", "html", "from", "cc", "bcc"}
 DEFAULT_SENDER = "zephyr@localhost"
 TRUE = {"1", "true", "yes", "on"}
 
@@ -75,20 +75,20 @@ class EmailExecutor:
         self._tls_context = tls_context
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
-        check_fields(payload, FIELDS, {"to", "subject"})
-        to = get_str_list(payload, "to")
-        if not to:
-            raise invalid("to", "needs at least one address")
-        cc = get_str_list(payload, "cc")
-        bcc = get_str_list(payload, "bcc")
-        subject = get_str(payload, "subject") or ""
-        text = get_str(payload, "body", "") or ""
-        html = get_str(payload, "html")
-        sender = get_str(payload, "from") or self.target.sender
-        for field, addresses in (("to", to), ("cc", cc), ("bcc", bcc), ("from", [sender])):
-            for address in addresses:
-                if "@" not in address or "\n" in address or "\r" in address:
-                    raise invalid(field, f"{address!r} is not an email address")
+        mail = parse_resolved(EmailPayload, payload)
+        to = texts(mail.to)
+        cc = texts(mail.cc)
+        bcc = texts(mail.bcc)
+        subject = text(mail.subject)
+        body = text(mail.body)
+        html = text(mail.html) if mail.html is not None else None
+        # The model checked every address given (secrets resolved); the default sender is ours.
+        sender = text(mail.from_) if mail.from_ is not None else self.target.sender
+        if mail.from_ is None:
+            try:
+                check_addresses(sender)
+            except ValueError as exc:
+                raise invalid("from", str(exc)) from None
 
         message = EmailMessage()
         message["From"] = sender
@@ -97,7 +97,7 @@ class EmailExecutor:
             message["Cc"] = ", ".join(cc)
         message["Subject"] = subject
         message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-        message.set_content(text)
+        message.set_content(body)
         if html is not None:
             message.add_alternative(html, subtype="html")
         recipients = to + cc + bcc

@@ -1,9 +1,8 @@
 """`http` runs: one request through one pooled aiohttp session.
 
-Payload: `url` (required, http or https), `method` (default GET), `headers`, `body` (a string is
-sent as is; anything else as JSON), `expect_status` (an int or a list of ints; default any 2xx),
-`timeout_s` (this request's own limit, under the run's), `follow_redirects` (default true, at
-most MAX_REDIRECTS).
+The payload is `zephyr.tasktypes.http.HttpPayload` (what the API validated), parsed again once
+secrets are resolved; redirects are followed (unless `follow_redirects` is false) at most
+MAX_REDIRECTS times.
 The result keeps `status`, response `headers` and `body` (text, capped at 64 KiB, `truncated`
 says so). An unexpected status fails the run (code `http_status`) with that result; a network
 error fails it with code `http_error`. Both are retryable.
@@ -17,24 +16,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, get_str_map, invalid
+from zephyr.tasktypes.http import HttpPayload
+from zephyr.worker.executors.base import RunContext, RunFailure, invalid, parse_resolved, text, text_map
 
 BODY_CAP_BYTES = 64 * 1024
 MAX_REDIRECTS = 10
-METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
-FIELDS = {"url", "method", "headers", "body", "expect_status", "timeout_s", "follow_redirects"}
-
-
-def _expected(payload: dict[str, Any]) -> set[int] | None:
-    value = payload.get("expect_status")
-    if value is None:
-        return None
-    codes = value if isinstance(value, list) else [value]
-    if not codes or not all(
-        isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
-    ):
-        raise invalid("expect_status", "must be an HTTP status (100-599) or a list of them")
-    return set(codes)
 
 
 def _decode(raw: bytes, charset: str | None) -> str:
@@ -62,20 +48,17 @@ class HttpExecutor:
         return self._session
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
-        check_fields(payload, FIELDS, {"url"})
-        url = get_str(payload, "url") or ""
+        request = parse_resolved(HttpPayload, payload)
         try:
-            parsed = URL(url)
+            parsed = URL(text(request.url))
         except ValueError as exc:
             raise invalid("url", f"is not a URL: {exc}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise invalid("url", "must be an absolute http:// or https:// URL")
-        method = (get_str(payload, "method", "GET") or "GET").upper()
-        if method not in METHODS:
-            raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
-        headers = get_str_map(payload, "headers")
-        expected = _expected(payload)
-        body = payload.get("body")
+        method = request.method.upper()
+        headers = text_map(request.headers)
+        expected = request.expected_statuses()
+        body = request.body
         kwargs: dict[str, Any] = {}
         if isinstance(body, str):
             kwargs["data"] = body.encode()
@@ -83,16 +66,8 @@ class HttpExecutor:
             kwargs["data"] = json.dumps(body, separators=(",", ":")).encode()
             if not any(key.lower() == "content-type" for key in headers):
                 headers = {**headers, "Content-Type": "application/json"}
-        request_timeout = payload.get("timeout_s")
-        if request_timeout is not None and (
-            not isinstance(request_timeout, int | float)
-            or isinstance(request_timeout, bool)
-            or request_timeout <= 0
-        ):
-            raise invalid("timeout_s", "must be a number above 0")
-        follow = payload.get("follow_redirects", True)
-        if not isinstance(follow, bool):
-            raise invalid("follow_redirects", "must be true or false")
+        request_timeout = request.timeout_s
+        follow = request.follow_redirects if request.follow_redirects is not None else True
         # The run's timeout_s is enforced by the runner (a cancel); this is the request's own.
         timeout = aiohttp.ClientTimeout(total=request_timeout)
         try:

@@ -1,6 +1,7 @@
 """`internal` runs: call a function registered with `@zephyr.task("name")`.
 
-Payload: `function` (the registered name), `args` (list), `kwargs` (object). Async functions run
+The payload is `zephyr.tasktypes.internal.InternalPayload`: `function` (the registered name),
+`args` (list), `kwargs` (object), parsed once secrets are resolved. Async functions run
 on the worker's loop; sync ones in a bounded thread pool, so they never block the stream (a sync
 function cannot be interrupted: on timeout or cancel the run ends, the thread runs to its end).
 The return value is the result and must be JSON-serialisable. `TaskFailed` raised by the
@@ -21,10 +22,10 @@ from typing import Any
 
 from zephyr.errors import StartupError, TaskFailed
 from zephyr.functions import lookup
+from zephyr.tasktypes.internal import InternalPayload
 from zephyr.worker import builtins  # noqa: F401  (registers zephyr.noop, zephyr.sleep, ...)
-from zephyr.worker.executors.base import RunContext, check_fields, get_str, invalid
+from zephyr.worker.executors.base import RunContext, parse_resolved
 
-FIELDS = {"function", "args", "kwargs"}
 THREADS = 32
 
 
@@ -60,14 +61,8 @@ class InternalExecutor:
         return self._pool
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
-        check_fields(payload, FIELDS, {"function"})
-        name = get_str(payload, "function") or ""
-        args = payload.get("args", [])
-        kwargs = payload.get("kwargs", {})
-        if not isinstance(args, list):
-            raise invalid("args", "must be a list")
-        if not isinstance(kwargs, dict):
-            raise invalid("kwargs", "must be an object")
+        call = parse_resolved(InternalPayload, payload)
+        name, args, kwargs = call.function, call.args, call.kwargs
         fn = lookup(name)
         if fn is None:
             # Retryable: another worker may have imported the module that registers it.

@@ -1,8 +1,8 @@
 """`publish` runs: a message to a PostgreSQL NOTIFY channel or a Redis channel.
 
-Payload: `channel` (string), `message` (a string is sent as is, anything else as JSON), optional
-`backend` (`redis` or `postgres`; when absent: redis if this worker has ZEPHYR_REDIS_URL, as the
-API documents, else postgres). PostgreSQL uses one plain asyncpg connection of its own, reopened
+The payload is `zephyr.tasktypes.publish.PublishPayload`, parsed once secrets are resolved:
+`channel`, `message` (a string is sent as is, anything else as JSON), optional `backend` (when
+absent: redis if this worker has ZEPHYR_REDIS_URL, else postgres). PostgreSQL uses one plain asyncpg connection of its own, reopened
 when it breaks, that only calls `pg_notify`: no Zephyr table, so none of the product's pool or named
 queries (a worker holds no credentials to Zephyr's database and ships without `data/`). Redis uses
 redis-py's asyncio client (extra `zephyr[redis]`). The result says where it went and, for Redis,
@@ -18,12 +18,9 @@ from typing import Any
 import asyncpg
 
 from zephyr.errors import StartupError
-from zephyr.worker.executors.base import RunContext, RunFailure, check_fields, get_str, invalid
+from zephyr.tasktypes.publish import NOTIFY_MESSAGE_MAX_BYTES, PublishPayload
+from zephyr.worker.executors.base import RunContext, RunFailure, invalid, parse_resolved, text
 
-FIELDS = {"channel", "message", "backend"}
-# PostgreSQL identifiers (and so NOTIFY channels) are at most 63 bytes; payloads under 8000 bytes.
-PG_CHANNEL_MAX = 63
-PG_PAYLOAD_MAX = 7999
 CONNECT_TIMEOUT_S = 10.0
 # $1 channel, $2 payload: pg_notify takes the channel as a value, so no identifier is quoted.
 NOTIFY_SQL = "SELECT pg_notify($1, $2)"
@@ -55,35 +52,29 @@ class PublishExecutor:
         return [name for name, url in (("redis", self._redis_url), ("postgres", self._database_url)) if url]
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
-        check_fields(payload, FIELDS, {"channel", "message"})
-        channel = get_str(payload, "channel") or ""
-        if not channel:
-            raise invalid("channel", "must be a non-empty string")
-        backend = get_str(payload, "backend") or self.backends[0]
-        if backend not in ("postgres", "redis"):
-            raise invalid("backend", "must be 'postgres' or 'redis'")
+        publish = parse_resolved(PublishPayload, payload)
+        channel = text(publish.channel)
+        backend = publish.backend or self.backends[0]
         if backend not in self.backends:
             # Retryable: another worker may have that backend configured.
             raise RunFailure(
                 f"payload.backend: {backend} is not configured on this worker", code="backend_unavailable"
             )
-        message = payload["message"]
-        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+        message = publish.message
+        body = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
         if backend == "postgres":
-            return await self._notify(channel, text)
-        return await self._publish_redis(channel, text)
+            return await self._notify(channel, body)
+        return await self._publish_redis(channel, body)
 
-    async def _notify(self, channel: str, text: str) -> dict[str, Any]:
-        if len(channel.encode()) > PG_CHANNEL_MAX:
-            raise invalid("channel", f"a PostgreSQL channel is at most {PG_CHANNEL_MAX} bytes")
-        if len(text.encode()) > PG_PAYLOAD_MAX:
-            raise invalid("message", f"a NOTIFY payload is at most {PG_PAYLOAD_MAX} bytes")
+    async def _notify(self, channel: str, body: str) -> dict[str, Any]:
+        if len(body.encode()) > NOTIFY_MESSAGE_MAX_BYTES:
+            raise invalid("message", f"a NOTIFY payload is at most {NOTIFY_MESSAGE_MAX_BYTES} bytes")
         assert self._database_url is not None
         try:
             async with self._pg_lock:
                 if self._pg is None or self._pg.is_closed():
                     self._pg = await asyncpg.connect(self._database_url, timeout=CONNECT_TIMEOUT_S)
-                await self._pg.execute(NOTIFY_SQL, channel, text)
+                await self._pg.execute(NOTIFY_SQL, channel, body)
         except Exception as exc:  # any driver trouble: drop the connection, reopen next time
             if self._pg is not None and not self._pg.is_closed():
                 self._pg.terminate()
@@ -92,7 +83,7 @@ class PublishExecutor:
             raise RunFailure(f"NOTIFY failed: {type(exc).__name__}: {exc}", code="publish_error") from None
         return {"backend": "postgres", "channel": channel}
 
-    async def _publish_redis(self, channel: str, text: str) -> dict[str, Any]:
+    async def _publish_redis(self, channel: str, body: str) -> dict[str, Any]:
         import redis.asyncio as aioredis
         from redis.exceptions import RedisError
 
@@ -100,7 +91,7 @@ class PublishExecutor:
             assert self._redis_url is not None
             self._redis = aioredis.from_url(self._redis_url)
         try:
-            receivers = await self._redis.publish(channel, text)
+            receivers = await self._redis.publish(channel, body)
         except (RedisError, OSError) as exc:
             raise RunFailure(f"Redis PUBLISH failed: {type(exc).__name__}", code="publish_error") from None
         return {"backend": "redis", "channel": channel, "receivers": int(receivers)}

@@ -1,8 +1,9 @@
 """`shell` runs: a command in its own process group, its output streamed line by line.
 
-Payload: `command` (a string run by `/bin/sh -c`) or `argv` (a list run directly), optional `env`
-(added to the worker's environment minus every `ZEPHYR_*` variable, so the worker's own secrets
-and tokens never reach a command unless a payload passes them explicitly) and `cwd`.
+The payload is `zephyr.tasktypes.shell.ShellPayload`, parsed once secrets are resolved: `command`
+(run by `/bin/sh -c`) or `argv` (run directly), `env` (added to the worker's environment minus
+every `ZEPHYR_*` variable, so the worker's own secrets and tokens never reach a command unless a
+payload passes them explicitly) and `cwd`.
 
 The command (the string, or the argv joined shell-style) must fully match ZEPHYR_SHELL_ALLOW
 (`*` allows all); otherwise the run fails at once with code `not_allowed`, not retryable.
@@ -23,37 +24,31 @@ import signal
 from typing import Any
 
 from zephyr.errors import TaskFailed
+from zephyr.tasktypes.shell import ShellPayload
 from zephyr.worker.executors.base import (
     LogStream,
     RunContext,
     RunFailure,
-    check_fields,
-    get_str,
-    get_str_map,
-    invalid,
+    parse_resolved,
+    text,
+    text_map,
+    texts,
 )
 from zephyr.worker.reaper import REAPER
 
-FIELDS = {"command", "argv", "env", "cwd"}
 KILL_GRACE_S = 2.0
 READ_CHUNK_BYTES = 64 * 1024
 # A "line" longer than this is split: one runaway line must not hold unbounded memory.
 MAX_LINE_BYTES = 16 * 1024
 
 
-def command_text(payload: dict[str, Any]) -> tuple[list[str], str]:
+def command_text(command: ShellPayload) -> tuple[list[str], str]:
     """(argv to execute, the text the allow pattern is matched against)."""
-    command = payload.get("command")
-    argv = payload.get("argv")
-    if (command is None) == (argv is None):
-        raise invalid("command", "give exactly one of command (a string) or argv (a list)")
-    if command is not None:
-        if not isinstance(command, str) or not command.strip():
-            raise invalid("command", "must be a non-empty string")
-        return ["/bin/sh", "-c", command], command
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        raise invalid("argv", "must be a non-empty list of strings")
-    return list(argv), shlex.join(argv)
+    if command.command is not None:
+        line = text(command.command)
+        return ["/bin/sh", "-c", line], line
+    argv = texts(command.argv)
+    return argv, shlex.join(argv)
 
 
 class ShellExecutor:
@@ -70,11 +65,11 @@ class ShellExecutor:
         return self._allow_all or bool(self._allow and self._allow.fullmatch(text))
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
-        check_fields(payload, FIELDS)
-        argv, text = command_text(payload)
-        extra_env = get_str_map(payload, "env")
-        cwd = get_str(payload, "cwd")
-        if not self.allowed(text):
+        command = parse_resolved(ShellPayload, payload)
+        argv, line = command_text(command)
+        extra_env = text_map(command.env)
+        cwd = text(command.cwd) if command.cwd is not None else None
+        if not self.allowed(line):
             raise TaskFailed(
                 "payload.command: refused by this worker's ZEPHYR_SHELL_ALLOW pattern",
                 code="not_allowed",

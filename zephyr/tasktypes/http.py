@@ -1,0 +1,80 @@
+"""`http`: one HTTP request; success when the status matches `expect_status` (default any 2xx).
+
+Payload: `url` (absolute http:// or https://), `method` (default GET, any case), `headers`, `body`
+(a string is sent as is, anything else as JSON), `expect_status` (a status or a list of them),
+`timeout_s` (the request's own limit, under the run's), `follow_redirects` (default true). Strings
+may be secret references.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator, WithJsonSchema, field_validator
+
+from zephyr.tasktypes.fields import Model, Str, TaskType
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_METHOD_CHARS = 16
+MAX_REQUEST_TIMEOUT_S = 7 * 24 * 3600.0
+_URL = re.compile(r"^https?://[^/\s]+")
+
+
+def _status_codes(value: Any) -> int | list[int]:
+    codes = value if isinstance(value, list) else [value]
+    if not codes:
+        raise ValueError("must not be an empty list")
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise ValueError("must be a status code (100 to 599) or a list of them")
+    return value  # type: ignore[no-any-return]
+
+
+StatusCodes = Annotated[
+    int | list[int],
+    PlainValidator(_status_codes),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599}},
+            ]
+        }
+    ),
+]
+
+
+class HttpPayload(Model):
+    """`http`: one HTTP request; success when the status matches `expect_status` (default 2xx)."""
+
+    method: str = Field("GET", description="HTTP method", max_length=MAX_METHOD_CHARS)
+    url: Str
+    headers: dict[str, Str] = Field(default_factory=dict)
+    body: Any = Field(None, description="a string is sent as is, anything else as JSON")
+    expect_status: StatusCodes | None = Field(None, description="accepted status code(s); default any 2xx")
+    timeout_s: Annotated[float, Field(strict=True, gt=0, le=MAX_REQUEST_TIMEOUT_S)] | None = None
+    follow_redirects: Annotated[bool, Field(strict=True)] | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in METHODS:
+            raise ValueError(f"must be one of {', '.join(METHODS)}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, str) and not _URL.match(value):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+    def expected_statuses(self) -> set[int] | None:
+        """The accepted statuses, None for any 2xx."""
+        if self.expect_status is None:
+            return None
+        return set(self.expect_status) if isinstance(self.expect_status, list) else {self.expect_status}
+
+
+TASK_TYPE = TaskType("http", HttpPayload)

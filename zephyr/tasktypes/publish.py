@@ -1,0 +1,62 @@
+"""`publish`: send `message` to a Redis channel or a PostgreSQL NOTIFY channel.
+
+Payload: `channel` (1 to 63 bytes of UTF-8: PostgreSQL's identifier limit, which NOTIFY applies,
+and Redis counts channels in bytes too), `message` (a string is sent as is, anything else as JSON),
+optional `backend`: `redis` (the worker's ZEPHYR_REDIS_URL) or `postgres` (its
+ZEPHYR_PUBLISH_DATABASE_URL). Without `backend` a worker uses redis when it has it, else postgres.
+A NOTIFY message is at most NOTIFY_MESSAGE_MAX_BYTES (checked by the worker: the backend, and so
+the limit, may be chosen there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator
+
+from zephyr.tasktypes.fields import Model, Str, TaskType
+
+Backend = Literal["redis", "postgres"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+CHANNEL_MAX_BYTES = 63
+NOTIFY_MESSAGE_MAX_BYTES = 7999
+
+
+def _backend_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(
+        {
+            "type": "string",
+            "enum": list(BACKENDS),
+            "description": "absent: redis when the worker has ZEPHYR_REDIS_URL, else postgres",
+        }
+    )
+
+
+class PublishPayload(Model):
+    """`publish`: send `message` to a Redis channel or a PostgreSQL NOTIFY channel."""
+
+    channel: Str
+    message: Any
+    # Optional but not nullable: absent means the worker's choice (None here), null is refused.
+    backend: Backend | None = Field(None, json_schema_extra=_backend_schema)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if (
+            isinstance(value, str)
+            and not 1 <= len(value.encode("utf-8", "surrogatepass")) <= CHANNEL_MAX_BYTES
+        ):
+            raise ValueError(f"a channel name is 1 to {CHANNEL_MAX_BYTES} bytes")
+        return value
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("Input should be 'redis' or 'postgres'")
+        return value
+
+
+TASK_TYPE = TaskType("publish", PublishPayload)

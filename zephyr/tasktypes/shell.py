@@ -1,0 +1,35 @@
+"""`shell`: `command` (a non-empty string run by /bin/sh -c) or `argv` (a non-empty list run
+directly), exactly one; optional `env` (added to the environment) and `cwd`. Exit 0 is success."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from zephyr.tasktypes.fields import Model, Str, TaskType
+
+
+class ShellPayload(Model):
+    """`shell`: `command` (run by /bin/sh -c) or `argv`, exactly one; exit 0 is success."""
+
+    command: Str | None = None
+    argv: Annotated[list[Str], Field(min_length=1)] | None = None
+    env: dict[str, Str] = Field(default_factory=dict)
+    cwd: Str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ShellPayload:
+        if (self.command is None) == (self.argv is None):
+            raise ValueError("give exactly one of `command` or `argv`")
+        return self
+
+
+TASK_TYPE = TaskType("shell", ShellPayload)
