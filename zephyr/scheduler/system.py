@@ -88,7 +88,7 @@ async def drain_worker(request: web.Request) -> web.Response:
 
 @routes.get("/v1/stats/activity")
 async def activity(request: web.Request) -> web.Response:
-    """Rates, dispatch latency and due work by type over the last `window_s` seconds (1 to 3600,
-    default 60); at most a second old (see zephyr.stats.activity)."""
+    """Submitted and finished per second and dispatch latency over the last `window_s` seconds (1 to
+    3600, default 60); at most a second old (see zephyr.stats.activity)."""
     window = params.ACTIVITY_WINDOW.read(request)
     return respond(await cluster_stats.activity(request.app[POOL], float(window)))
