@@ -106,6 +106,12 @@ def parse_bool(text: str) -> bool:
     raise ValueError("must be 1 or 0")
 
 
+def parse_name_regex(text: str) -> str:
+    """A regex matched against whole names (no `*` shorthand: name what may pass)."""
+    re.compile(text)
+    return text
+
+
 def parse_log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError("must be 'text' or 'json'")
@@ -293,6 +299,18 @@ class WorkerConfig(CommonConfig):
     )
     shell_allow: str | None = setting(
         "ZEPHYR_SHELL_ALLOW", None, parse_regex, "regex of allowed shell commands, or *"
+    )
+    shell_env_allow: str | None = setting(
+        "ZEPHYR_SHELL_ENV_ALLOW",
+        None,
+        parse_name_regex,
+        "regex of extra env names a shell task may set (those that change what runs: BASH_ENV, LD_*, PATH...)",
+    )
+    http_allow_private: bool = setting(
+        "ZEPHYR_HTTP_ALLOW_PRIVATE",
+        True,
+        parse_bool,
+        "0: http tasks may not reach loopback, private, link-local or metadata addresses",
     )
     smtp_url: str | None = setting(
         "ZEPHYR_SMTP_URL", None, parse_url, "smtp://user:pass@host:port", secret=True

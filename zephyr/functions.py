@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_NAME_CHARS = 200
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_NAME = re.compile(NAME_PATTERN)
 
 # name -> function (sync or async); filled by decorators at import time.
 REGISTRY: dict[str, Callable[..., Any]] = {}

@@ -106,7 +106,7 @@ async def test_every_task_type_runs_end_to_end(
     smtp = await start_smtp(mailbox)
     listener = await asyncpg.connect(database_url)
     notified: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("zephyr_e2e", lambda _c, _p, _ch, payload: notified.put_nowait(payload))
+    await listener.add_listener("app_e2e", lambda _c, _p, _ch, payload: notified.put_nowait(payload))
     env = {
         "ZEPHYR_SHELL_ALLOW": r"echo [a-z ]+|seq .+",
         "ZEPHYR_SMTP_URL": f"smtp://127.0.0.1:{port_of(smtp)}",
@@ -161,7 +161,7 @@ async def test_every_task_type_runs_end_to_end(
                 "publish_pg": await api.submit(
                     {
                         "type": "publish",
-                        "payload": {"channel": "zephyr_e2e", "message": {"m": 1}, "backend": "postgres"},
+                        "payload": {"channel": "app_e2e", "message": {"m": 1}, "backend": "postgres"},
                     }
                 ),
             }

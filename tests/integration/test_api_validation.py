@@ -225,3 +225,13 @@ async def test_idempotency_key_header_that_is_not_utf8_is_400(api: Api) -> None:
     writer.close()
     assert answer.startswith(b"HTTP/1.1 400"), answer
     assert b'"field":"Idempotency-Key"' in answer
+
+
+@pytest.mark.parametrize("channel", ["zephyr_drain", "zephyr_cancel", "zephyr_tasks", "Zephyr_anything"])
+async def test_publish_to_the_cluster_channels_is_refused(api: Api, channel: str) -> None:
+    body = {"type": "publish", "payload": {"channel": channel, "message": "worker-1"}}
+    status, answer = await api.call("POST", "/v1/tasks", json=body)
+    assert status == 400, answer
+    assert answer["error"]["field"] == "payload.channel"
+    assert "cluster's own" in answer["error"]["message"]
+    assert await api.pool.fetchval("SELECT count(*) FROM tasks") == 0

@@ -28,18 +28,14 @@ def redis_answers() -> bool:
 async def test_postgres_notify_reaches_a_listener(database_url: str) -> None:
     listener = await asyncpg.connect(database_url)
     got: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    await listener.add_listener(
-        "zephyr_test_channel", lambda _c, _p, ch, payload: got.put_nowait((ch, payload))
-    )
+    await listener.add_listener("app_test_channel", lambda _c, _p, ch, payload: got.put_nowait((ch, payload)))
     executor = PublishExecutor(database_url, None)
     try:
-        result = await executor.execute(
-            make_context(), {"channel": "zephyr_test_channel", "message": {"n": 1}}
-        )
-        assert result == {"backend": "postgres", "channel": "zephyr_test_channel"}
-        assert await asyncio.wait_for(got.get(), 5) == ("zephyr_test_channel", '{"n":1}')
-        await executor.execute(make_context(), {"channel": "zephyr_test_channel", "message": "text as is"})
-        assert await asyncio.wait_for(got.get(), 5) == ("zephyr_test_channel", "text as is")
+        result = await executor.execute(make_context(), {"channel": "app_test_channel", "message": {"n": 1}})
+        assert result == {"backend": "postgres", "channel": "app_test_channel"}
+        assert await asyncio.wait_for(got.get(), 5) == ("app_test_channel", '{"n":1}')
+        await executor.execute(make_context(), {"channel": "app_test_channel", "message": "text as is"})
+        assert await asyncio.wait_for(got.get(), 5) == ("app_test_channel", "text as is")
     finally:
         await executor.close()
         await listener.close()
@@ -122,3 +118,26 @@ async def test_backend_choice_and_bad_payloads(database_url: str) -> None:
             assert str(err.value).startswith(field), err.value
     finally:
         await executor.close()
+
+
+async def test_reserved_channels_are_refused_by_the_worker_even_behind_a_secret(database_url: str) -> None:
+    """A task publishing worker ids on zephyr_drain drained the fleet; run ids on zephyr_cancel
+    killed other tasks' runs. The worker refuses those channels, however the name reaches it."""
+    listener = await asyncpg.connect(database_url)
+    heard: list[str] = []
+    for channel in ("zephyr_drain", "zephyr_cancel", "zephyr_tasks"):
+        await listener.add_listener(channel, lambda _c, _p, ch, _payload: heard.append(ch))
+    executor = PublishExecutor(database_url, None)
+    try:
+        for channel in ("zephyr_drain", "ZEPHYR_CANCEL", "zephyr_tasks"):
+            with pytest.raises(TaskFailed) as err:
+                await executor.execute(make_context(), {"channel": channel, "message": "worker-1"})
+            assert str(err.value).startswith("payload.channel: channels named zephyr_* are the cluster's own")
+            assert err.value.code == "invalid_payload" and err.value.retryable is False
+        # A channel the cluster does not use goes through, and is heard: the listener works.
+        await listener.add_listener("app_events", lambda _c, _p, ch, _payload: heard.append(ch))
+        await executor.execute(make_context(), {"channel": "app_events", "message": "ok"})
+        await wait_until(lambda: _async(heard == ["app_events"]), what="app_events heard")
+    finally:
+        await executor.close()
+        await listener.close()

@@ -145,7 +145,7 @@ def test_openapi_components_have_every_type_and_forbid_extras() -> None:
     ):
         assert components[name]["additionalProperties"] is False, name
     url = components["HttpPayload"]["properties"]["url"]
-    assert {"type": "string"} in url["anyOf"]
+    assert {"type": "string", "pattern": "^https?://[^/\\s]+"} in url["anyOf"]
 
 
 def test_cursors_round_trip_and_refuse_other_kinds() -> None:

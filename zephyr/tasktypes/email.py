@@ -7,11 +7,16 @@ worker once secrets are resolved).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from zephyr.tasktypes.fields import Model, Str, StrOrList, TaskType
+from zephyr.tasktypes.fields import Model, Str, StrOrList, TaskType, text_or_secret, texts_or_secrets
+
+# What check_addresses requires of an address in clear, as /openapi.json publishes it.
+ADDRESS_PATTERN = r"^[^\r\n]*@[^\r\n]*$"
+Addresses = Annotated[StrOrList, texts_or_secrets(pattern=ADDRESS_PATTERN)]
+Address = Annotated[Str, text_or_secret(pattern=ADDRESS_PATTERN)]
 
 
 def check_addresses(value: Any) -> None:
@@ -24,13 +29,13 @@ def check_addresses(value: Any) -> None:
 class EmailPayload(Model):
     """`email`: one message through the worker's `ZEPHYR_SMTP_URL`."""
 
-    to: StrOrList
+    to: Addresses
     subject: Str
     body: Str
     html: Str | None = None
-    from_: Str | None = Field(None, alias="from")
-    cc: StrOrList | None = None
-    bcc: StrOrList | None = None
+    from_: Address | None = Field(None, alias="from")
+    cc: Addresses | None = None
+    bcc: Addresses | None = None
 
     @field_validator("to", "from_", "cc", "bcc")
     @classmethod

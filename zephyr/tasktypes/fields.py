@@ -77,6 +77,31 @@ _STR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, _SECRET_SCHEMA]}
 
 # A string, or a secret reference where a string is expected (stored as given).
 Str = Annotated[str | dict[str, str], PlainValidator(secret_or_text), WithJsonSchema(_STR_SCHEMA)]
+
+
+def text_or_secret(**constraints: Any) -> WithJsonSchema:
+    """The JSON Schema of a `Str` whose clear text obeys `constraints` (pattern, lengths...): the
+    same rule the field's validator applies, published so that /openapi.json says it too."""
+    return WithJsonSchema(_constrained(constraints))
+
+
+def texts_or_secrets(**constraints: Any) -> WithJsonSchema:
+    """The JSON Schema of a `StrOrList` whose clear texts obey `constraints`."""
+    one = _constrained(constraints)
+    return WithJsonSchema({"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]})
+
+
+def _constrained(constraints: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [{"type": "string", **constraints}, _SECRET_SCHEMA]}
+
+
+def any_case(*words: str) -> str:
+    """A regex alternative matching each word in any case (JSON Schema patterns have no (?i))."""
+    return "|".join(
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w) for w in words
+    )
+
+
 # One such string or a non-empty list of them.
 StrOrList = Annotated[
     str | dict[str, str] | list[str | dict[str, str]],

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, WithJsonSchema, field_validator
 
-from zephyr.tasktypes.fields import Model, Str, TaskType
+from zephyr.tasktypes.fields import Model, Str, TaskType, any_case, text_or_secret
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_METHOD_CHARS = 16
 MAX_REQUEST_TIMEOUT_S = 7 * 24 * 3600.0
 _URL = re.compile(r"^https?://[^/\s]+")
+METHOD_PATTERN = f"^(?:{any_case(*METHODS)})$"
 
 
 def _status_codes(value: Any) -> int | list[int]:
@@ -48,8 +49,10 @@ StatusCodes = Annotated[
 class HttpPayload(Model):
     """`http`: one HTTP request; success when the status matches `expect_status` (default 2xx)."""
 
-    method: str = Field("GET", description="HTTP method", max_length=MAX_METHOD_CHARS)
-    url: Str
+    method: str = Field(
+        "GET", description="HTTP method (any case)", max_length=MAX_METHOD_CHARS, pattern=METHOD_PATTERN
+    )
+    url: Annotated[Str, text_or_secret(pattern=_URL.pattern)]
     headers: dict[str, Str] = Field(default_factory=dict)
     body: Any = Field(None, description="a string is sent as is, anything else as JSON")
     expect_status: StatusCodes | None = Field(None, description="accepted status code(s); default any 2xx")

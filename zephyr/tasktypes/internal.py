@@ -10,14 +10,14 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from zephyr.functions import is_function_name
+from zephyr.functions import MAX_NAME_CHARS, NAME_PATTERN, is_function_name
 from zephyr.tasktypes.fields import Model, TaskType
 
 
 class InternalPayload(Model):
     """`internal`: call a function a worker registered with `@zephyr.task(name)`."""
 
-    function: str
+    function: str = Field(max_length=MAX_NAME_CHARS, pattern=f"^{NAME_PATTERN}$")
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
 

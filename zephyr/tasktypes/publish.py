@@ -10,16 +10,20 @@ the limit, may be chosen there).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
-from zephyr.tasktypes.fields import Model, Str, TaskType
+from zephyr.tasktypes.fields import Model, Str, TaskType, any_case, text_or_secret
 
 Backend = Literal["redis", "postgres"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 CHANNEL_MAX_BYTES = 63
 NOTIFY_MESSAGE_MAX_BYTES = 7999
+# Channels the cluster itself listens on (new work, cancels, drains): a task publishing there would
+# steer the cluster (drain workers, cancel other tasks' runs). Refused in any case.
+RESERVED_CHANNEL_PREFIX = "zephyr_"
+_RESERVED = f"^(?:{any_case(RESERVED_CHANNEL_PREFIX)})"
 
 
 def _backend_schema(schema: dict[str, Any]) -> None:
@@ -36,7 +40,10 @@ def _backend_schema(schema: dict[str, Any]) -> None:
 class PublishPayload(Model):
     """`publish`: send `message` to a Redis channel or a PostgreSQL NOTIFY channel."""
 
-    channel: Str
+    channel: Annotated[
+        Str,
+        text_or_secret(minLength=1, maxLength=CHANNEL_MAX_BYTES, **{"not": {"pattern": _RESERVED}}),
+    ]
     message: Any
     # Optional but not nullable: absent means the worker's choice (None here), null is refused.
     backend: Backend | None = Field(None, json_schema_extra=_backend_schema)
@@ -49,6 +56,10 @@ class PublishPayload(Model):
             and not 1 <= len(value.encode("utf-8", "surrogatepass")) <= CHANNEL_MAX_BYTES
         ):
             raise ValueError(f"a channel name is 1 to {CHANNEL_MAX_BYTES} bytes")
+        if isinstance(value, str) and value.lower().startswith(RESERVED_CHANNEL_PREFIX):
+            raise ValueError(
+                f"channels named {RESERVED_CHANNEL_PREFIX}* are the cluster's own (new work, cancels, drains)"
+            )
         return value
 
     @field_validator("backend", mode="before")

@@ -3,17 +3,21 @@ directly), exactly one; optional `env` (added to the environment) and `cwd`. Exi
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from zephyr.tasktypes.fields import Model, Str, TaskType
+from zephyr.tasktypes.fields import Model, Str, TaskType, text_or_secret
+
+# A command holds something besides white space.
+_NOT_BLANK = re.compile(r"\S")
 
 
 class ShellPayload(Model):
     """`shell`: `command` (run by /bin/sh -c) or `argv`, exactly one; exit 0 is success."""
 
-    command: Str | None = None
+    command: Annotated[Str, text_or_secret(pattern=_NOT_BLANK.pattern)] | None = None
     argv: Annotated[list[Str], Field(min_length=1)] | None = None
     env: dict[str, Str] = Field(default_factory=dict)
     cwd: Str | None = None
@@ -21,7 +25,7 @@ class ShellPayload(Model):
     @field_validator("command")
     @classmethod
     def _command(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and not _NOT_BLANK.search(value):
             raise ValueError("must be a non-empty string")
         return value
 

@@ -12,15 +12,17 @@ def build_executors(config: WorkerConfig) -> dict[str, Executor]:
     `http` and `internal` always; `shell` only with ZEPHYR_SHELL_ALLOW; `email` only with
     ZEPHYR_SMTP_URL; `publish` only with ZEPHYR_PUBLISH_DATABASE_URL or ZEPHYR_REDIS_URL.
     """
+    from zephyr.worker.destinations import DestinationPolicy
     from zephyr.worker.executors.email import EmailExecutor
     from zephyr.worker.executors.http import HttpExecutor
     from zephyr.worker.executors.internal import InternalExecutor
     from zephyr.worker.executors.publish import PublishExecutor
     from zephyr.worker.executors.shell import ShellExecutor
 
-    executors: list[Executor] = [HttpExecutor(), InternalExecutor(config.imports)]
+    policy = DestinationPolicy(allow_private=config.http_allow_private)
+    executors: list[Executor] = [HttpExecutor(policy), InternalExecutor(config.imports)]
     if config.shell_allow:
-        executors.append(ShellExecutor(config.shell_allow))
+        executors.append(ShellExecutor(config.shell_allow, config.shell_env_allow))
     if config.smtp_url:
         executors.append(EmailExecutor(config.smtp_url))
     if config.publish_database_url or config.redis_url:

@@ -2,7 +2,10 @@
 
 The payload is `zephyr.tasktypes.http.HttpPayload` (what the API validated), parsed again once
 secrets are resolved; redirects are followed (unless `follow_redirects` is false) at most
-MAX_REDIRECTS times.
+MAX_REDIRECTS times, one hop at a time so that the worker's destination policy
+(`zephyr.worker.destinations`, ZEPHYR_HTTP_ALLOW_PRIVATE) checks every hop; credentials
+(Authorization, Cookie) are not carried to another origin. A refused destination fails the run
+with code `destination_refused`, not retryable.
 The result keeps `status`, response `headers` and `body` (text, capped at 64 KiB, `truncated`
 says so). An unexpected status fails the run (code `http_status`) with that result; a network
 error fails it with code `http_error`. Both are retryable.
@@ -17,10 +20,14 @@ import aiohttp
 from yarl import URL
 
 from zephyr.tasktypes.http import HttpPayload
+from zephyr.worker.destinations import DestinationPolicy, GuardedResolver, refusal_in
 from zephyr.worker.executors.base import RunContext, RunFailure, invalid, parse_resolved, text, text_map
 
 BODY_CAP_BYTES = 64 * 1024
 MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Request headers that carry credentials for the origin they were meant for.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def _decode(raw: bytes, charset: str | None) -> str:
@@ -30,18 +37,32 @@ def _decode(raw: bytes, charset: str | None) -> str:
         return raw.decode("utf-8", "replace")
 
 
+def _failure(exc: BaseException, request_timeout: float | None) -> RunFailure:
+    """The run failure a request's exception means."""
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return RunFailure(f"more than {MAX_REDIRECTS} redirects", code="too_many_redirects", retryable=False)
+    if isinstance(exc, TimeoutError):
+        return RunFailure(f"no response within {request_timeout:g}s", code="http_timeout")
+    refused = refusal_in(exc)
+    if refused is not None:
+        return RunFailure(str(refused), code="destination_refused", retryable=False)
+    return RunFailure(f"{type(exc).__name__}: {exc}", code="http_error")
+
+
 class HttpExecutor:
     """Executes `http` payloads; one session (connection pool) per worker."""
 
     type = "http"
 
-    def __init__(self) -> None:
+    def __init__(self, policy: DestinationPolicy | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._policy = policy or DestinationPolicy()
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            resolver = None if self._policy.allow_private else GuardedResolver(self._policy)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, resolver=resolver),
                 auto_decompress=True,
                 raise_for_status=False,
             )
@@ -71,15 +92,7 @@ class HttpExecutor:
         # The run's timeout_s is enforced by the runner (a cancel); this is the request's own.
         timeout = aiohttp.ClientTimeout(total=request_timeout)
         try:
-            async with self._get_session().request(
-                method,
-                parsed,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=follow,
-                max_redirects=MAX_REDIRECTS,
-                **kwargs,
-            ) as resp:
+            async with await self._send(method, parsed, headers, kwargs.get("data"), timeout, follow) as resp:
                 raw = await resp.content.read(BODY_CAP_BYTES + 1)
                 result = {
                     "status": resp.status,
@@ -87,18 +100,43 @@ class HttpExecutor:
                     "body": _decode(raw[:BODY_CAP_BYTES], resp.charset),
                     "truncated": len(raw) > BODY_CAP_BYTES,
                 }
-        except aiohttp.TooManyRedirects:
-            raise RunFailure(
-                f"more than {MAX_REDIRECTS} redirects", code="too_many_redirects", retryable=False
-            ) from None
-        except TimeoutError:
-            raise RunFailure(f"no response within {request_timeout:g}s", code="http_timeout") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise RunFailure(f"{type(exc).__name__}: {exc}", code="http_error") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _failure(exc, request_timeout) from None
         ok = resp.status in expected if expected is not None else 200 <= resp.status < 300
         if not ok:
             raise RunFailure(f"unexpected HTTP status {resp.status}", code="http_status", result=result)
         return result
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        data: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+        follow: bool,
+    ) -> aiohttp.ClientResponse:
+        """The final response of the request, redirects followed hop by hop (each one checked)."""
+        session = self._get_session()
+        for _hop in range(MAX_REDIRECTS + 1):
+            self._policy.check_url(url)
+            resp = await session.request(
+                method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False
+            )
+            location = resp.headers.get("Location")
+            if not follow or resp.status not in REDIRECTS or not location:
+                return resp
+            resp.release()
+            target = url.join(URL(location))
+            if target.scheme not in ("http", "https"):
+                raise RunFailure(f"redirect to {target.scheme}: refused", code="http_error", retryable=False)
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method, data = ("HEAD" if method == "HEAD" else "GET"), None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            if target.origin() != url.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+            url = target
+        raise aiohttp.TooManyRedirects(resp.request_info, resp.history)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -5,8 +5,10 @@ The payload is `zephyr.tasktypes.shell.ShellPayload`, parsed once secrets are re
 every `ZEPHYR_*` variable, so the worker's own secrets and tokens never reach a command unless a
 payload passes them explicitly) and `cwd`.
 
-The command (the string, or the argv joined shell-style) must fully match ZEPHYR_SHELL_ALLOW
-(`*` allows all); otherwise the run fails at once with code `not_allowed`, not retryable.
+The command (the string, or the argv joined shell-style; with `cwd`, `cd <cwd> && ` before it) must
+fully match ZEPHYR_SHELL_ALLOW (`*` allows all); `env` names that change what runs need
+ZEPHYR_SHELL_ENV_ALLOW and `cwd` must be absolute (`zephyr.worker.shell_policy`). Otherwise the run
+fails at once with code `not_allowed`, not retryable.
 stdout and stderr become log lines as they appear. Exit 0 succeeds; another exit fails with code
 `exit_code` and `{"exit_code": n}` as the result (a negative n is the killing signal).
 On timeout or cancel the whole process group gets SIGTERM, then SIGKILL after a short grace,
@@ -18,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shlex
 import signal
 from typing import Any
@@ -35,6 +36,7 @@ from zephyr.worker.executors.base import (
     texts,
 )
 from zephyr.worker.reaper import REAPER
+from zephyr.worker.shell_policy import ShellPolicy
 
 KILL_GRACE_S = 2.0
 READ_CHUNK_BYTES = 64 * 1024
@@ -56,20 +58,21 @@ class ShellExecutor:
 
     type = "shell"
 
-    def __init__(self, allow: str) -> None:
-        self._allow_all = allow == "*"
-        self._allow = None if self._allow_all else re.compile(allow)
+    def __init__(self, allow: str, env_allow: str | None = None) -> None:
+        self._policy = ShellPolicy(allow, env_allow)
 
-    def allowed(self, text: str) -> bool:
-        """True when ZEPHYR_SHELL_ALLOW accepts the whole command text."""
-        return self._allow_all or bool(self._allow and self._allow.fullmatch(text))
+    def allowed(self, text: str, cwd: str | None = None) -> bool:
+        """True when ZEPHYR_SHELL_ALLOW accepts the whole command text (see ShellPolicy.allowed)."""
+        return self._policy.allowed(text, cwd)
 
     async def execute(self, ctx: RunContext, payload: dict[str, Any]) -> Any:
         command = parse_resolved(ShellPayload, payload)
         argv, line = command_text(command)
         extra_env = text_map(command.env)
         cwd = text(command.cwd) if command.cwd is not None else None
-        if not self.allowed(line):
+        self._policy.check_env(extra_env)
+        self._policy.check_cwd(cwd)
+        if not self.allowed(line, cwd):
             raise TaskFailed(
                 "payload.command: refused by this worker's ZEPHYR_SHELL_ALLOW pattern",
                 code="not_allowed",
