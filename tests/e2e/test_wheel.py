@@ -14,6 +14,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 import zephyr
@@ -72,10 +73,13 @@ async def test_wheel_installed_alone_runs_a_task_from_another_directory(tmp_path
         await up.wait_for_workers(1, timeout=120)
         body = {"type": "internal", "payload": {"function": "zephyr.echo", "kwargs": {"from": "wheel"}}}
         task = await up.submit_and_wait(body)
+        async with aiohttp.ClientSession() as session, session.get(f"{up.api_url}/") as resp:
+            dashboard = (resp.status, resp.content_type)  # the scheduler's web UI: package files too
     finally:
         status, output = await asyncio.to_thread(up.stop)
     assert task["status"] == "succeeded", (task, output)
     assert task["last_run"]["result"] == {"from": "wheel"}, task
+    assert dashboard == (200, "text/html"), dashboard
     assert status == 0, output
     assert (elsewhere / ".zephyr" / "pgdata").is_dir(), "the embedded database lives where `up` ran"
     assert "Traceback" not in output, output
