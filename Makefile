@@ -48,4 +48,4 @@ bench: $(GENERATED) ## run the benchmarks (BENCH_ARGS="--quick" for a smoke run)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv, generated code and local cluster data
-	rm -rf $(VENV) zephyr/v1/*_pb2*.py* $(GENERATED) .zephyr .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) zephyr/v1/*_pb2*.py* $(GENERATED) build dist zephyr/data .zephyr .pytest_cache .mypy_cache .ruff_cache
