@@ -9,7 +9,8 @@ embedded PostgreSQL of the test's own (it is restarted and frozen), while a driv
 - freezes PostgreSQL (SIGSTOP of every server process) for longer than twice the lease;
 - cuts one worker off its coordinator for longer than twice the lease: that worker lives in a
   network namespace joined by a veth pair whose host end goes down (as root; elsewhere the worker
-  is SIGSTOPped instead), then restores it.
+  is SIGSTOPped instead), then restores it. Namespace, veth and addresses are named after the test
+  process, so concurrent runs never touch each other's.
 At the end every task is terminal, every succeeded one-off task has exactly one succeeded run, no
 run is left running, every lost firing of a recurring task ran again, and no cancelled task ran
 after its cancel committed. The counts are printed.
@@ -61,9 +62,15 @@ SETTLE_S = 150.0
 WORKERS = 4
 CONCURRENCY = 40
 TOKEN = "i13-chaos-token"
-NETNS = "i13-chaos"
-VETH_HOST, VETH_NS = "i13-chaos-h", "i13-chaos-n"
-HOST_IP, NS_IP = "10.213.13.1", "10.213.13.2"
+# Names and addresses of this run's own: several test runs may share the machine (a veth name has
+# at most 15 characters).
+RUN = os.getpid() % 100_000
+NETNS = f"i13-chaos-{RUN}"
+VETH_HOST, VETH_NS = f"i13c{RUN}h", f"i13c{RUN}n"
+HOST_IP, NS_IP = (
+    f"10.213.{RUN % 250}.{4 * (RUN // 250 % 60) + 1}",
+    f"10.213.{RUN % 250}.{4 * (RUN // 250 % 60) + 2}",
+)
 RECURRING = 12
 CANCELLED = 40
 
@@ -126,10 +133,6 @@ def namespace() -> Iterator[bool]:
     if not netns_available():
         yield False
         return
-    with contextlib.suppress(subprocess.CalledProcessError):
-        ip("netns", "del", NETNS)
-    with contextlib.suppress(subprocess.CalledProcessError):
-        ip("link", "del", VETH_HOST)
     try:
         ip("netns", "add", NETNS)
         ip("link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS)
@@ -139,7 +142,11 @@ def namespace() -> Iterator[bool]:
         ip("netns", "exec", NETNS, "ip", "addr", "add", f"{NS_IP}/30", "dev", VETH_NS)
         ip("netns", "exec", NETNS, "ip", "link", "set", VETH_NS, "up")
         ip("netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
-    except subprocess.CalledProcessError:
+    except subprocess.CalledProcessError:  # e.g. an address another run holds: SIGSTOP instead
+        with contextlib.suppress(subprocess.CalledProcessError):
+            ip("link", "del", VETH_HOST)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            ip("netns", "del", NETNS)
         yield False
         return
     try:
