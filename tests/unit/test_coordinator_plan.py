@@ -177,3 +177,23 @@ def test_overlap_task_pending_again_is_untouched() -> None:
         recurring=True, overlap=True, schedule={"every_s": 60, "overlap": True}, task_status="pending"
     )
     assert decide(run, now=NOW, backoff=no_backoff) is None
+
+
+def test_a_lost_overlap_firing_runs_again_even_while_a_newer_firing_is_being_claimed() -> None:
+    """Between a newer firing's claim and its reschedule the task is running on that newer run:
+    the lost firing must still run again (the chaos test found it dropped)."""
+    schedule = {"every_s": 60, "overlap": True}
+    scheduled = NOW - timedelta(seconds=5)
+    for task_status in ("pending", "running"):
+        run = finished(
+            status="lost",
+            recurring=True,
+            overlap=True,
+            schedule=schedule,
+            scheduled_for=scheduled,
+            task_status=task_status,
+            last_run_id=uuid.uuid4(),
+        )
+        update = decide(run, now=NOW, backoff=no_backoff)
+        assert update is not None and update.repoint
+        assert (update.expected, update.status, update.next_run_at) == (task_status, "pending", scheduled)

@@ -66,7 +66,14 @@ def decide(
     A run that was never delivered (`charged` false) gives its attempt back.
     `backoff(attempt)` gives the retry delay in seconds.
     """
-    if run.status == "lost" and run.recurring and run.overlap and run.task_status == "pending":
+    if (
+        run.status == "lost"
+        and run.recurring
+        and run.overlap
+        and (run.task_status == "pending" or (run.task_status == "running" and run.last_run_id != run.run_id))
+    ):
+        # Running on another run: a newer firing's claim, between its commit and the reschedule
+        # to pending (which then finds the task repointed and leaves it to this firing's rerun).
         return _rerun_overlap_firing(run)
     if run.task_status != "running" or run.last_run_id != run.run_id:
         return None
@@ -121,5 +128,5 @@ def _rerun_overlap_firing(run: FinishedRun) -> TaskUpdate | None:
     if attempts >= run.max_attempts:
         return None
     return TaskUpdate(
-        run.task_id, run.run_id, "pending", "pending", run.scheduled_for, attempts, repoint=True
+        run.task_id, run.run_id, run.task_status, "pending", run.scheduled_for, attempts, repoint=True
     )
