@@ -156,8 +156,8 @@ SELECT f.id AS run_id, f.attempt, f.worker_id, f.type, 'succeeded' AS status FRO
 -- name: update_tasks_after_runs
 -- The task transitions decided from finished runs, applied only while the task is still in the
 -- state the run left it and still points at that run: never over a cancel, pause or newer claim.
--- A repointed update (a lost firing of an overlap task run again) needs only the expected status,
--- and points the task at that run, whose firing the claim then reads.
+-- A repointed update (a lost firing of an overlap task run again) needs only a pending or running
+-- task, and points the task at that run, whose firing the claim then reads.
 -- Tasks put back to pending (retry, next firing) are announced on zephyr_tasks with the earliest
 -- due time, in this transaction, so every coordinator sets its timer.
 -- $1 task_ids uuid[], $2 run_ids uuid[], $3 expected_status text[], $4 status text[],
@@ -168,7 +168,11 @@ WITH updated AS (
         last_run_id = CASE WHEN u.repoint THEN u.run_id ELSE t.last_run_id END
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::bool[])
              AS u (id, run_id, expected, status, next_run_at, attempts, repoint)
-    WHERE t.id = u.id AND t.status = u.expected AND (u.repoint OR t.last_run_id = u.run_id)
+    WHERE t.id = u.id
+      AND (t.status = u.expected AND t.last_run_id = u.run_id
+           -- an overlap task flips between pending and running at each firing's claim: the
+           -- status read with the run's end may be stale by now; neither is a cancel or pause
+           OR u.repoint AND t.status IN ('pending', 'running'))
     RETURNING t.id, t.status, t.next_run_at
 )
 SELECT count(*) AS updated,
