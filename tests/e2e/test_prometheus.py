@@ -223,7 +223,13 @@ async def test_prometheus_agrees_with_the_api_and_fires_the_no_worker_alert(
                 return bool(stats["tasks"]["succeeded"] == total)
 
             await wait_until(all_done, timeout=60, what=f"{total} tasks succeeded")
+            # Each target is scraped on its own clock: wait for the scheduler's and the
+            # coordinator's counters too, not just the worker's.
             await wait_until(lambda: scraped(succeeded, total), timeout=30, what="every run scraped")
+            dispatched_sum = "sum(zephyr_runs_dispatched_total)"
+            submitted_sum = "sum(zephyr_tasks_submitted_total)"
+            await wait_until(lambda: scraped(dispatched_sum, total), timeout=30, what="dispatches scraped")
+            await wait_until(lambda: scraped(submitted_sum, total + 1), timeout=30, what="submits scraped")
 
             # Throughput over the same last minute: the API's runs_per_s against PromQL's.
             async with session.get(f"{api}/v1/stats") as resp:
@@ -234,8 +240,8 @@ async def test_prometheus_agrees_with_the_api_and_fires_the_no_worker_alert(
             promql_rate = (await prometheus.scalar(session, finished_last_minute) or 0.0) / 60
             assert stats["runs_per_s"] == pytest.approx(promql_rate, rel=0.02), (stats, promql_rate)
             assert promql_rate * 60 >= LOAD_TASKS
-            dispatched = await prometheus.scalar(session, "sum(zephyr_runs_dispatched_total)")
-            submitted = await prometheus.scalar(session, "sum(zephyr_tasks_submitted_total)")
+            dispatched = await prometheus.scalar(session, dispatched_sum)
+            submitted = await prometheus.scalar(session, submitted_sum)
             assert dispatched == total and submitted == total + 1  # and the shell task
 
             # Dispatch latency percentiles: PromQL's lie in the bucket holding the same percentile
