@@ -101,6 +101,7 @@ def task_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "recurring": row["recurring"],
         "overlap": row["overlap"],
         "idempotency_key": row["idempotency_key"],
+        "traceparent": row["traceparent"],
         "last_run": run_dict(last_run) if last_run else None,
     }
 
@@ -169,6 +170,7 @@ class NewTask(NamedTuple):
     timeout_s: float
     next_run_at: datetime
     idempotency_key: str | None
+    traceparent: str | None  # W3C, version 00 (zephyr.tracecontext)
 
 
 def stored_payload(payload: BaseModel) -> dict[str, Any]:

@@ -22,22 +22,22 @@ WHERE t.idempotency_key = $1
 
 -- name: insert_task
 -- Insert one task (or nothing when the idempotency key exists: the caller then reads the first
--- task), and NOTIFY zephyr_tasks in the same transaction when $13 is given; with $13 NULL the
+-- task), and NOTIFY zephyr_tasks in the same transaction when $14 is given; with $14 NULL the
 -- caller notifies once this has committed (zephyr/scheduler/notifier.py says when and why).
 -- No row back means a repeat.
 -- $1 id, $2 name, $3 type, $4 payload, $5 schedule, $6 recurring, $7 overlap, $8 priority,
--- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 notify payload
--- (RFC 3339) or NULL; payload and schedule are JSON text (serialised once by the API, not again
--- by a jsonb codec)
+-- $9 max_attempts, $10 timeout_s, $11 next_run_at, $12 idempotency_key, $13 traceparent or NULL,
+-- $14 notify payload (RFC 3339) or NULL; payload and schedule are JSON text (serialised once by the
+-- API, not again by a jsonb codec)
 WITH ins AS (
     INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
-                       max_attempts, timeout_s, next_run_at, idempotency_key)
-    VALUES ($1, $2, $3, $4::text::jsonb, $5::text::jsonb, $6, $7, $8, $9, $10, $11, $12)
+                       max_attempts, timeout_s, next_run_at, idempotency_key, traceparent)
+    VALUES ($1, $2, $3, $4::text::jsonb, $5::text::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 )
 SELECT ins.*, NULL::jsonb AS last_run,
-       CASE WHEN $13::text IS NOT NULL THEN pg_notify('zephyr_tasks', $13)::text END AS notified
+       CASE WHEN $14::text IS NOT NULL THEN pg_notify('zephyr_tasks', $14)::text END AS notified
 FROM ins
 
 -- name: insert_tasks_batch
@@ -47,7 +47,7 @@ FROM ins
 -- input order: a row whose idempotency key already existed answers the existing task's id
 -- (NULL when that task committed after this statement began: the caller looks it up).
 -- $1 ids; $2 names, $3 types, $4 payloads, $5 schedules, $6 recurring, $7 overlap, $8 priorities,
--- $9 max_attempts, $10 timeouts, $11 next_run_at, $12 idempotency keys: each an array of one value
+-- $9 max_attempts, $10 timeouts, $11 next_run_at, $12 idempotency keys, $13 traceparents: each an array of one value
 -- per id, or of a single value that every row takes (the API sends a value the whole batch shares
 -- once: each array element costs it about a microsecond to encode); payloads and schedules are
 -- JSON text (serialised once by the API, not again by a jsonb codec)
@@ -63,14 +63,15 @@ WITH input AS (
            ($9::integer[])[least(u.ord, cardinality($9::integer[]))] AS max_attempts,
            ($10::float8[])[least(u.ord, cardinality($10::float8[]))] AS timeout_s,
            ($11::timestamptz[])[least(u.ord, cardinality($11::timestamptz[]))] AS next_run_at,
-           ($12::text[])[least(u.ord, cardinality($12::text[]))] AS idempotency_key
+           ($12::text[])[least(u.ord, cardinality($12::text[]))] AS idempotency_key,
+           ($13::text[])[least(u.ord, cardinality($13::text[]))] AS traceparent
     FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)
 ),
 ins AS (
     INSERT INTO tasks (id, name, type, payload, schedule, recurring, overlap, priority,
-                       max_attempts, timeout_s, next_run_at, idempotency_key)
+                       max_attempts, timeout_s, next_run_at, idempotency_key, traceparent)
     SELECT id, name, type, payload::jsonb, schedule::jsonb, recurring, overlap, priority,
-           max_attempts, timeout_s, next_run_at, idempotency_key
+           max_attempts, timeout_s, next_run_at, idempotency_key, traceparent
     FROM input ORDER BY ord
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, next_run_at

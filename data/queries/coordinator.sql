@@ -48,7 +48,7 @@ WITH due AS (
     WHERE t.id = s.id
     -- A retry of a recurring task's firing keeps that firing's time: the schedule goes on from it.
     RETURNING t.id, t.name, t.type, t.payload, t.schedule, t.recurring, t.overlap, t.timeout_s,
-              t.attempts, s.slot,
+              t.attempts, t.traceparent, s.slot,
               CASE WHEN s.recurring AND s.attempts > 0
                    THEN coalesce((SELECT r.scheduled_for FROM task_runs r WHERE r.id = s.last_run_id),
                                  s.next_run_at)
@@ -65,7 +65,7 @@ WITH due AS (
 SELECT ($3::uuid[])[c.slot] AS run_id, c.attempts AS attempt, ($2::text[])[c.slot] AS worker_id,
        c.scheduled_for, coalesce($6::timestamptz, now()) AS started_at,
        c.id AS task_id, c.name, c.type, c.payload::text AS payload_json, c.schedule, c.recurring,
-       c.overlap, c.timeout_s
+       c.overlap, c.timeout_s, c.traceparent
 FROM claimed c
 ORDER BY c.slot;
 

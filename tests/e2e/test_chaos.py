@@ -259,6 +259,7 @@ async def insert(db: asyncpg.Pool, ids: list[Any], rows: Sequence[Row]) -> None:
         [60.0] * len(rows),
         [now] * len(rows),
         [None] * len(rows),
+        [None] * len(rows),
     )
 
 

@@ -312,6 +312,7 @@ async def insert_tasks(
         [timeout_s] * count,
         [when] * count,
         [None] * count,
+        [None] * count,
     )
     assert len(rows) == count
     return ids

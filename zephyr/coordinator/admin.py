@@ -50,6 +50,7 @@ def task_info(task: Mapping[str, Any]) -> admin_pb2.TaskInfo:
         updated_at=task["updated_at"] or "",
         payload=_struct(task["payload"]),
         schedule=_struct(task["schedule"]),
+        traceparent=task["traceparent"] or "",
     )
 
 

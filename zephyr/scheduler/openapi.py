@@ -59,6 +59,16 @@ WARNINGS_SCHEMA: dict[str, Any] = {
     },
 }
 
+TRACEPARENT_PATTERN = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+# Any value is taken: one that is not a valid W3C traceparent is ignored (a new trace starts) and
+# the answer carries an `invalid_traceparent` warning.
+TRACEPARENT_HEADER: dict[str, Any] = {
+    "name": "traceparent",
+    "in": "header",
+    "description": "W3C trace context the task keeps; invalid: ignored, with a warning",
+    "schema": {"type": "string", "maxLength": 512},
+}
+
 TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -75,6 +85,12 @@ TASK_SCHEMA: dict[str, Any] = {
         "next_run_at": {"type": ["string", "null"], "format": "date-time"},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
+        "idempotency_key": {"type": ["string", "null"]},
+        "traceparent": {
+            "type": ["string", "null"],
+            "description": "the W3C trace context the task's runs join (docs/observability.md)",
+            "pattern": TRACEPARENT_PATTERN,
+        },
         "last_run": {"anyOf": [{"$ref": "#/components/schemas/Run"}, {"type": "null"}]},
         "warnings": WARNINGS_SCHEMA,
     },
@@ -241,7 +257,8 @@ def openapi_document() -> dict[str, Any]:
                     503,
                     requestBody={"required": True, **_json(task_create)},
                     parameters=[
-                        {"name": "Idempotency-Key", "in": "header", "schema": IDEMPOTENCY_KEY_SCHEMA}
+                        {"name": "Idempotency-Key", "in": "header", "schema": IDEMPOTENCY_KEY_SCHEMA},
+                        TRACEPARENT_HEADER,
                     ],
                 )
             ),
@@ -276,7 +293,8 @@ def openapi_document() -> dict[str, Any]:
                         "in": "header",
                         "description": "tasks without their own key get `<key>#<index>`",
                         "schema": IDEMPOTENCY_KEY_SCHEMA,
-                    }
+                    },
+                    TRACEPARENT_HEADER,
                 ],
             )
         },

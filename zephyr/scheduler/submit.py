@@ -37,9 +37,14 @@ def first_run_at(stored: dict[str, Any] | None, now: datetime, field_prefix: str
 
 
 def to_row(
-    task: TaskBody, now: datetime, field_prefix: str = "", idempotency_key: str | None = None
+    task: TaskBody,
+    now: datetime,
+    field_prefix: str = "",
+    idempotency_key: str | None = None,
+    traceparent: str | None = None,
 ) -> NewTask:
-    """The row of a validated task; `idempotency_key` (the header) wins over the field."""
+    """The row of a validated task; `idempotency_key` (the header) wins over the field;
+    `traceparent` is the trace context the task keeps (valid W3C version 00, or None)."""
     stored = stored_schedule(task.schedule)
     # Positional: a NamedTuple built by keyword costs twice as much, for each task of a batch.
     return NewTask(
@@ -54,6 +59,7 @@ def to_row(
         task.timeout_s,
         first_run_at(stored, now, field_prefix),
         idempotency_key or task.idempotency_key,
+        traceparent,
     )
 
 

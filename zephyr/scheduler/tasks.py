@@ -20,6 +20,7 @@ from zephyr.scheduler.schemas import (
     validate_task,
 )
 from zephyr.scheduler.submit import first_run_at
+from zephyr.scheduler.traces import submit_trace
 from zephyr.taskstore import stored_payload, stored_schedule
 
 routes = web.RouteTableDef()
@@ -41,14 +42,17 @@ def _idempotency_header(request: web.Request) -> str | None:
 @routes.post("/v1/tasks")
 async def create_task(request: web.Request) -> web.Response:
     """201 with the new task; 200 with the first task when its idempotency key was seen. With
-    `warnings` when no active worker offers the task's type (it waits until one does)."""
+    `warnings` when no active worker offers the task's type (it waits until one does) or when the
+    `traceparent` header was ignored (zephyr.scheduler.traces)."""
     key = _idempotency_header(request)
     body = await read_json(request)
     task = validate_task(body)
-    row = submit.to_row(task, submit.utcnow(), idempotency_key=key)
-    created, is_new = await submit.create_task(request.app[INSERT_POOL], row, request.app[NOTIFIER])
+    with submit_trace(request) as trace:
+        row = submit.to_row(task, submit.utcnow(), idempotency_key=key, traceparent=trace.header)
+        created, is_new = await submit.create_task(request.app[INSERT_POOL], row, request.app[NOTIFIER])
+        trace.created([created["id"]], [row])
     offered = await request.app[OFFERED_TYPES].get(request.app[POOL])
-    warnings = submit.no_worker_warnings([row.type], offered, single=True)
+    warnings = trace.warnings + submit.no_worker_warnings([row.type], offered, single=True)
     return respond({**created, "warnings": warnings} if warnings else created, status=201 if is_new else 200)
 
 
@@ -62,18 +66,21 @@ async def create_batch(request: web.Request) -> web.Response:
     key = _idempotency_header(request)
     tasks = validate_batch(await read_json(request))
     now = submit.utcnow()
-    rows = [
-        submit.to_row(
-            task,
-            now,
-            f"tasks[{index}].",
-            idempotency_key=None if task.idempotency_key or key is None else f"{key}#{index}",
-        )
-        for index, task in enumerate(tasks)
-    ]
-    ids = await submit.create_batch(request.app[POOL], rows)
+    with submit_trace(request) as trace:
+        rows = [
+            submit.to_row(
+                task,
+                now,
+                f"tasks[{index}].",
+                idempotency_key=None if task.idempotency_key or key is None else f"{key}#{index}",
+                traceparent=trace.header,
+            )
+            for index, task in enumerate(tasks)
+        ]
+        ids = await submit.create_batch(request.app[POOL], rows)
+        trace.created(ids, rows)
     offered = await request.app[OFFERED_TYPES].get(request.app[POOL])
-    warnings = submit.no_worker_warnings([row.type for row in rows], offered)
+    warnings = trace.warnings + submit.no_worker_warnings([row.type for row in rows], offered)
     return respond({"ids": ids, "warnings": warnings} if warnings else {"ids": ids}, status=201)
 
 
