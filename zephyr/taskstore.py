@@ -8,14 +8,15 @@ representation: ids as strings, times as RFC 3339 UTC text (`...Z`) or None, JSO
 objects. Unknown ids raise `NotFound`; a state that does not allow the operation raises
 `Conflict`. A malformed id is unknown (NotFound), never a database error.
 
-State changes lock the task row (`SELECT ... FOR UPDATE`), so they serialise with each other
-and with the coordinator's claim and completion updates, and they notify in the same
-transaction: `zephyr_tasks` when a task may have become due, `zephyr_cancel` with each run id
-whose worker must stop.
+State changes lock the task row (`SELECT ... FOR UPDATE`, `locked_task`), so they serialise with
+each other and with the coordinator's claim and completion updates, and they notify in the same
+transaction: `zephyr_tasks` when a task may have become due (or was pending while they held it),
+`zephyr_cancel` with each run id whose worker must stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ import asyncpg
 import pydantic_core
 
 from zephyr import schedule
+from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.errors import Conflict, NotFound
 from zephyr.ids import new_id, new_ids
@@ -148,6 +150,39 @@ async def transaction(db: DB) -> AsyncIterator[asyncpg.Connection]:
     else:
         async with db.transaction():
             yield db
+
+
+@asynccontextmanager
+async def _connection(db: DB) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+@asynccontextmanager
+async def locked_task(db: DB, task_id: str | uuid.UUID) -> AsyncIterator[tuple[asyncpg.Connection, Any]]:
+    """A transaction holding the task's row (`lock_task`): its connection and the row as locked.
+
+    While it holds a pending row, claims skip that row (SKIP LOCKED) and no coordinator looks
+    again until told. So whoever locked a pending task tells them once the lock is gone: a change
+    that commits the task pending notifies in its transaction (`notify_due`, the caller's part);
+    a transaction that rolls back (Conflict, an error) is followed by a notification here."""
+    async with _connection(db) as conn:
+        pending_at: datetime | None = None
+        try:
+            async with transaction(conn) as tx:
+                row = await lock_task(tx, task_id)
+                if row["status"] == "pending":
+                    pending_at = row["next_run_at"]
+                yield tx, row
+        except Exception:
+            if pending_at is not None:
+                # The database away: coordinators look again when it is back.
+                with contextlib.suppress(*DB_ERRORS):
+                    await notify_due(conn, pending_at)
+            raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +369,7 @@ async def cancel_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
     """pending/paused/running -> cancelled; running runs get a `zephyr_cancel` notification each,
     so the coordinator holding the worker stops them. Locks the task only, never its runs (the
     lock order of docs/design.md). A terminal task (succeeded, dead, cancelled) raises Conflict."""
-    async with transaction(db) as conn:
-        row = await lock_task(conn, task_id)
+    async with locked_task(db, task_id) as (conn, row):
         if row["status"] in TERMINAL_TASK_STATUSES:
             raise Conflict(
                 f"the task is {row['status']}; only pending, paused or running tasks can be cancelled"
@@ -347,8 +381,7 @@ async def cancel_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
 
 async def retry_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
     """dead -> pending, due now, attempts reset to 0. Any other status raises Conflict."""
-    async with transaction(db) as conn:
-        row = await lock_task(conn, task_id)
+    async with locked_task(db, task_id) as (conn, row):
         if row["status"] != "dead":
             raise Conflict(f"the task is {row['status']}; only dead tasks can be retried")
         next_run_at = await conn.fetchval(QUERIES["set_task_retried"], row["id"])
@@ -358,8 +391,7 @@ async def retry_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
 
 async def pause_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
     """pending -> paused (not dispatched until resumed); paused stays paused. Others: Conflict."""
-    async with transaction(db) as conn:
-        row = await lock_task(conn, task_id)
+    async with locked_task(db, task_id) as (conn, row):
         if row["status"] == "pending":
             await conn.execute(QUERIES["set_task_paused"], row["id"])
         elif row["status"] != "paused":
@@ -369,12 +401,13 @@ async def pause_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
 
 async def resume_task(db: DB, task_id: str | uuid.UUID) -> dict[str, Any]:
     """paused -> pending (due at once if its time has passed); pending stays. Others: Conflict."""
-    async with transaction(db) as conn:
-        row = await lock_task(conn, task_id)
+    async with locked_task(db, task_id) as (conn, row):
         if row["status"] == "paused":
             next_run_at = await conn.fetchval(QUERIES["set_task_resumed"], row["id"])
             await notify_due(conn, next_run_at)
-        elif row["status"] != "pending":
+        elif row["status"] == "pending":
+            await notify_due(conn, row["next_run_at"])  # held pending: claims skipped it
+        else:
             raise Conflict(f"the task is {row['status']}; only paused tasks can be resumed")
         return await get_task(conn, row["id"])
 
@@ -393,8 +426,7 @@ async def patch_task(
     """Replace the fields given (None: unchanged), in stored form; with `schedule_given` the
     schedule becomes `stored_schedule` and a pending or paused task's next firing `next_run_at`
     (coordinators are told whenever the task is pending). A running task raises Conflict."""
-    async with transaction(db) as conn:
-        row = await lock_task(conn, task_id)
+    async with locked_task(db, task_id) as (conn, row):
         if row["status"] == "running":
             raise Conflict("the task is running; change it once its run has ended")
         updated = await conn.fetchrow(

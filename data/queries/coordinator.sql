@@ -75,13 +75,23 @@ ORDER BY c.slot;
 -- task stays running until its last run ends); if this fails, the run's end gives the task its next
 -- firing (outcomes.decide). Only while the task is still running on the run just claimed: a cancel (or pause) that committed
 -- since the claim stands.
+-- The earliest firing set is announced on zephyr_tasks, like every return to pending: the timers
+-- of the coordinators (this one's too) did not know of it.
 -- $1 task_ids uuid[], $2 next_run_at timestamptz[], $3 run_ids uuid[]
-UPDATE tasks t
-SET status = CASE WHEN u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
-    next_run_at = u.next_run_at,
-    attempts = 0
-FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS u (id, next_run_at, run_id)
-WHERE t.id = u.id AND t.status = 'running' AND t.last_run_id = u.run_id;
+WITH rescheduled AS (
+    UPDATE tasks t
+    SET status = CASE WHEN u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
+        next_run_at = u.next_run_at,
+        attempts = 0
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS u (id, next_run_at, run_id)
+    WHERE t.id = u.id AND t.status = 'running' AND t.last_run_id = u.run_id
+    RETURNING t.next_run_at
+)
+SELECT pg_notify('zephyr_tasks',
+                 to_char(min(next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+FROM rescheduled
+WHERE next_run_at IS NOT NULL
+HAVING count(*) > 0;
 
 -- name: next_due
 -- Seconds until the earliest pending task of these types is due (negative: overdue; NULL: none),

@@ -80,6 +80,7 @@ class Dispatcher:
         self._retime = asyncio.Event()
         self._timer_at: float | None = None  # monotonic time of the next known due task
         self._timer_known = False  # whether _timer_at is the earliest due time (or None: nothing due)
+        self._timer_types: frozenset[str] = frozenset()  # the task types that knowledge covers
         self._backlogged: set[frozenset[str]] = set()  # task-type groups with due work beyond their slots
         self._claim_sizes: dict[frozenset[str], int] = {}  # per type group: slots its next claim plans
         self._timer_fired = False  # the next claim follows the timer: it plans every free slot
@@ -112,8 +113,8 @@ class Dispatcher:
 
         Due work may wait after a notification or a wake, when the timer fires, after a batch that
         filled every planned slot, after the fallback poll, and when a worker joins. A freed slot
-        is a reason only for a group of workers whose last claim filled all its slots: elsewhere
-        nothing was left waiting. The timer holds the earliest due time known (from `next_due` and
+        is a reason only for a group of workers whose last claim filled all its slots, or for a
+        worker offering a type the timer never asked about: elsewhere nothing was left waiting. The timer holds the earliest due time known (from `next_due` and
         from notifications); the database is asked again only when that knowledge lapses: the
         timer fired, the fallback poll ran, or the listener reconnected.
         """
@@ -175,9 +176,18 @@ class Dispatcher:
             return True
         if fired is self._wake or self._registry.take_joined() or self._backlog_has_room():
             return True
+        if self._timer_known and self._room_beyond_timer():
+            # A worker whose types the timer never asked about has room now: it had none when the
+            # timer was set (it reconnected full, its runs claimed by another coordinator).
+            self._timer_known = False
         return not self._timer_known
 
+    def _room_beyond_timer(self) -> bool:
+        """A worker with a free slot offers a type the timer's knowledge does not cover."""
+        return any(s.free > 0 and not s.task_types <= self._timer_types for s in self._registry.sessions())
+
     async def _set_timer(self) -> None:
+        # Only the types of workers with room: overdue rows of full workers would make it spin.
         types = sorted({t for s in self._registry.sessions() if s.free > 0 for t in s.task_types})
         if not types:
             self._timer_at = None
@@ -185,6 +195,7 @@ class Dispatcher:
         async with self._pool.acquire() as conn:
             due_in = await conn.fetchval(QUERIES["next_due"], types)
         self._timer_known = True
+        self._timer_types = frozenset(types)
         # Overdue rows left after a claim are held by another coordinator's: look again soon.
         at = None if due_in is None else time.monotonic() + max(float(due_in), OVERDUE_RECHECK_S)
         # A notification during the query may have named an earlier time than the query saw.
