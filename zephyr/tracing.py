@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zephyr.tracecontext import TraceParent
 
@@ -122,8 +122,7 @@ def fail(span: Span, description: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
-def end(span: Span, end_ns: int | None = None, **attributes: Any) -> None:
+def end(span: Span, attributes: Attributes, end_ns: int | None = None) -> None:
     """Set `attributes` on `span` and end it."""
-    if attributes:
-        span.set_attributes(attributes)
+    span.set_attributes(attributes)
     span.end(end_time=end_ns)

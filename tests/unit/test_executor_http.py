@@ -89,6 +89,29 @@ async def test_post_json_body_keeps_status_headers_and_body(
     assert result["truncated"] is False
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def sent_traceparents(target: TestServer) -> list[str]:
+    """The traceparent headers of the last request the target got."""
+    headers: dict[str, str] = target.app[SEEN][-1]["headers"]
+    return [value for key, value in headers.items() if key.lower() == "traceparent"]
+
+
+async def test_the_run_traceparent_is_sent_unless_the_payload_sets_one(
+    target: TestServer, executor: HttpExecutor
+) -> None:
+    url = str(target.make_url("/echo"))
+    await executor.execute(make_context()._replace(traceparent=TRACEPARENT), {"url": url})
+    assert sent_traceparents(target) == [TRACEPARENT]
+    own = "00-11111111111111111111111111111111-2222222222222222-00"
+    payload = {"url": url, "headers": {"TraceParent": own}}
+    await executor.execute(make_context()._replace(traceparent=TRACEPARENT), payload)
+    assert sent_traceparents(target) == [own]
+    await executor.execute(make_context(), {"url": url})
+    assert sent_traceparents(target) == []
+
+
 async def test_text_body_is_sent_as_is(target: TestServer, executor: HttpExecutor) -> None:
     result = await executor.execute(
         make_context(), {"method": "PUT", "url": str(target.make_url("/echo")), "body": "plain"}

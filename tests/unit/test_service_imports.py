@@ -16,6 +16,7 @@ The rules:
   workers hold no database credentials and never touch Zephyr's tables. The one database driver
   use allowed is the publish executor's own asyncpg connection for NOTIFY, so `asyncpg` itself
   may be loaded; the product's pool and named queries (`zephyr.db.*`) may not.
+- No service loads OpenTelemetry unless span export is asked for (zephyr.tracing).
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ def test_import_zephyr_loads_no_service_database_or_grpc_code() -> None:
 @pytest.mark.parametrize(
     ("service", "package", "forbidden"),
     [
-        ("scheduler", "zephyr.scheduler", ("zephyr.worker", "zephyr.coordinator")),
-        ("coordinator", "zephyr.coordinator", ("zephyr.worker", "zephyr.scheduler")),
+        ("scheduler", "zephyr.scheduler", ("zephyr.worker", "zephyr.coordinator", "opentelemetry")),
+        ("coordinator", "zephyr.coordinator", ("zephyr.worker", "zephyr.scheduler", "opentelemetry")),
         (
             "worker",
             "zephyr.worker",
-            ("zephyr.db", "zephyr.taskstore", "zephyr.scheduler", "zephyr.coordinator"),
+            ("zephyr.db", "zephyr.taskstore", "zephyr.scheduler", "zephyr.coordinator", "opentelemetry"),
         ),
     ],
 )

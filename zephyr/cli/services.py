@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from zephyr import config as cfg
-from zephyr import logs
+from zephyr import logs, tracing
 from zephyr.errors import ConfigError, StartupError
 
 # command -> (config class, module with `serve(config, stop)`, help)
@@ -77,11 +77,14 @@ def run_service(args: argparse.Namespace) -> int:
     try:
         config = cfg.load(config_cls, args)
         logs.setup(args.service, config.log_format, config.log_level)
+        tracing.setup(args.service)
         serve = importlib.import_module(module_name).serve
         install_uvloop()
         asyncio.run(run_until_signalled(serve, config))
     except (ConfigError, StartupError) as exc:
         return fail(args.service, exc.message)
+    finally:
+        tracing.shutdown()
     return 0
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import asyncpg
 
-from zephyr import ids, metrics
+from zephyr import ids, metrics, tracing
+from zephyr.coordinator import claimtraces
+from zephyr.coordinator.claimtraces import ClaimTraces
 from zephyr.coordinator.completions import CompletionBatcher, RunEnding
-from zephyr.coordinator.registry import Registry, assignment_groups
+from zephyr.coordinator.registry import Registry, WorkerSession, assignment_groups
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.runoutput import MESSAGE_BUDGET_BYTES
@@ -216,7 +218,7 @@ class Dispatcher:
         plans = self._registry.plans(MAX_CLAIM, self._claim_size)
         self._timer_fired = False
         for types, plan in plans:
-            rows = await self._claim(types, plan)
+            rows, traces = await self._claim(types, plan)
             claimed += len(rows)
             group = frozenset(types)
             self._claim_sizes[group] = min(MAX_CLAIM, max(CLAIM_START, 2 * len(rows)))
@@ -225,7 +227,7 @@ class Dispatcher:
                 self._backlogged.add(group)
             else:
                 self._backlogged.discard(group)
-            self._push(rows)
+            self._push(rows, traces)
         return claimed, more
 
     def _claim_size(self, group: frozenset[str]) -> int:
@@ -235,8 +237,10 @@ class Dispatcher:
         """A group of workers whose last claim filled every slot has a free slot now."""
         return any(s.free > 0 and s.task_types in self._backlogged for s in self._registry.sessions())
 
-    async def _claim(self, types: Sequence[str], plan: Sequence[str]) -> list[Any]:
+    async def _claim(self, types: Sequence[str], plan: Sequence[str]) -> tuple[list[Any], ClaimTraces | None]:
+        """Claim due tasks for the slots of `plan`; the runs, and their spans when exported."""
         started = time.perf_counter()
+        started_ns = time.time_ns()
         run_ids = ids.new_ids(len(plan))
         async with self._pool.acquire() as conn:
             # One statement that commits alone: no BEGIN and COMMIT round trips on the hot path.
@@ -256,7 +260,9 @@ class Dispatcher:
         metrics.CLAIMS.inc()
         metrics.CLAIM_BATCH.observe(len(rows))
         metrics.CLAIM_LATENCY.observe(time.perf_counter() - started)
-        return rows
+        if tracing.STATE.enabled and rows:
+            return rows, ClaimTraces(rows, started_ns, self._coordinator_id)
+        return rows, None
 
     @staticmethod
     async def _reschedule_overlapping(conn: Any, rows: Sequence[Any]) -> None:
@@ -275,27 +281,19 @@ class Dispatcher:
         except Exception:
             log.exception("overlap tasks not rescheduled at claim; their runs' ends will do it")
 
-    def _push(self, rows: Sequence[Any]) -> None:
+    def _push(self, rows: Sequence[Any], traces: ClaimTraces | None = None) -> None:
         """Send the committed claims down their workers' streams, one message per worker."""
         for worker_id, worker_rows in assignment_groups(rows).items():
             session = self._registry.get(worker_id)
             messages = [
-                worker_pb2.CoordinatorMessage(assignments=[assignment(r) for r in chunk])
+                worker_pb2.CoordinatorMessage(assignments=[assignment(r, traces) for r in chunk])
                 for chunk in _by_bytes(worker_rows)
             ]
-            if session is not None and all(session.send(message) for message in messages):
-                sent: Counter[str] = Counter()
-                for r in worker_rows:
-                    session.outstanding[str(r["run_id"])] = r["attempt"]
-                    sent[r["type"]] += 1
-                    if r["attempt"] == 1:  # a retry's scheduled_for may be its firing's, not its due time
-                        # Due -> started (the claim's time), both from the database: the same
-                        # figure the API reports for the run, whatever this host's clock says.
-                        metrics.child(metrics.DISPATCH_DELAY, r["type"]).observe(
-                            max(0.0, (r["started_at"] - r["scheduled_for"]).total_seconds())
-                        )
-                for task_type, count in sent.items():
-                    metrics.child(metrics.RUNS_DISPATCHED, task_type).inc(count)
+            delivered = session is not None and all(session.send(message) for message in messages)
+            if traces is not None:
+                traces.dispatched(worker_rows, sent=delivered)
+            if session is not None and delivered:
+                _note_sent(session, worker_rows, traces)
                 continue
             # The stream closed between plan and push: these runs never left, so end them now
             # (as lost: retried like any other lost run) instead of waiting for the lease.
@@ -324,8 +322,43 @@ class Dispatcher:
 ASSIGNMENT_OVERHEAD_BYTES = 512
 
 
-def assignment(r: Any) -> worker_pb2.Assignment:
-    """The Assignment message of a claimed row."""
+def _note_sent(session: WorkerSession, rows: Sequence[Any], traces: ClaimTraces | None) -> None:
+    """Count and remember the runs of `rows`, sent down `session`'s stream."""
+    sent: Counter[str] = Counter()
+    for r in rows:
+        session.outstanding[str(r["run_id"])] = r["attempt"]
+        sent[r["type"]] += 1
+        if r["attempt"] == 1:  # a retry's scheduled_for may be its firing's, not its due time
+            # Due -> started (the claim's time), both from the database: the same
+            # figure the API reports for the run, whatever this host's clock says.
+            metrics.child(metrics.DISPATCH_DELAY, r["type"]).observe(
+                max(0.0, (r["started_at"] - r["scheduled_for"]).total_seconds())
+            )
+    for task_type, count in sent.items():
+        metrics.child(metrics.RUNS_DISPATCHED, task_type).inc(count)
+    if log.isEnabledFor(logging.DEBUG):
+        _log_dispatched(rows, traces)
+
+
+def _log_dispatched(rows: Sequence[Any], traces: ClaimTraces | None) -> None:
+    for r in rows:
+        log.debug(
+            "dispatched run %s of task %s to worker %s",
+            r["run_id"],
+            r["task_id"],
+            r["worker_id"],
+            extra={
+                "task_id": str(r["task_id"]),
+                "run_id": str(r["run_id"]),
+                "attempt": r["attempt"],
+                "worker_id": r["worker_id"],
+                "trace_id": claimtraces.trace_id(r, traces),
+            },
+        )
+
+
+def assignment(r: Any, traces: ClaimTraces | None = None) -> worker_pb2.Assignment:
+    """The Assignment message of a claimed row (`traces`: its spans, when exported)."""
     return worker_pb2.Assignment(
         run_id=str(r["run_id"]),
         attempt=r["attempt"],
@@ -335,6 +368,7 @@ def assignment(r: Any) -> worker_pb2.Assignment:
         payload_json=r["payload_json"],  # jsonb text as stored: no decode and re-encode
         timeout_s=r["timeout_s"],
         scheduled_for=rfc3339(r["scheduled_for"]),
+        traceparent=claimtraces.assignment_traceparent(r, traces),
     )
 
 

@@ -46,6 +46,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event) -> None:
         capacity=config.concurrency,
         log_lines_per_run=config.log_lines_per_run,
         environ=os.environ,
+        worker_id=config.effective_worker_id,
     )
     connection = Connection(
         worker_id=config.effective_worker_id,

@@ -34,6 +34,7 @@ from zephyr.v1 import worker_pb2 as pb
 from zephyr.worker.deadlines import Deadlines
 from zephyr.worker.executors.base import Executor, LogStream, RunContext, RunFailure
 from zephyr.worker.outbox import Outbox
+from zephyr.worker.runtraces import NO_TRACE, RunTrace, run_trace
 from zephyr.worker.secrets import NO_SECRETS, Masker, may_reference_secrets, resolve
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Run:
     truncated: bool = False
     timed_out: bool = False  # its timeout_s elapsed (the task was cancelled for it)
     masker: Masker = NO_SECRETS
+    trace: RunTrace = NO_TRACE
 
 
 def clean_text(text: str, masker: Masker, *, cut: bool = False, limit: int = MAX_ERROR_CHARS) -> str:
@@ -87,8 +89,10 @@ class Runner:
         capacity: int,
         log_lines_per_run: int,
         environ: Mapping[str, str],
+        worker_id: str = "",
     ) -> None:
         self.executors = executors
+        self.worker_id = worker_id
         self.outbox = outbox
         self.capacity = capacity
         self.log_lines_per_run = log_lines_per_run
@@ -131,11 +135,13 @@ class Runner:
                 )
             )
             return
-        run = Run(assignment, run_id)
+        run = Run(assignment, run_id, trace=run_trace(assignment, self.worker_id))
         self.runs[run_id] = run
         self._idle.clear()
         # The run's task starts in its own copy of the context: the run's ids go on its log lines.
-        with logs.run_context(run_id=run_id, task_id=assignment.task_id, attempt=assignment.attempt):
+        with logs.run_context(
+            run_id=run_id, task_id=assignment.task_id, attempt=assignment.attempt, trace_id=run.trace.trace_id
+        ):
             run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
 
     def cancel(self, run_id: str, attempt: int = 0, reason: str = "cancel") -> bool:
@@ -212,6 +218,7 @@ class Runner:
         child(WORKER_RUNS_STARTED, task_type).inc()
         WORKER_RUNNING.inc()
         completion = pb.Completion(run_id=run.run_id, attempt=a.attempt)
+        log.debug("run %s of task %s started", run.run_id, a.task_id)
         try:
             result = await self._call(run)
         except asyncio.CancelledError:
@@ -234,12 +241,15 @@ class Runner:
         else:
             _succeeded(completion, result, run.masker)
         finally:
+            run.trace.end(completion)
             WORKER_RUNNING.dec()
             self.runs.pop(run.run_id, None)
             if not self.runs:
                 self._idle.set()
         completion.duration_s = time.monotonic() - started
-        child(WORKER_RUNS_FINISHED, task_type, RUN_STATUS_OF_OUTCOME[completion.outcome]).inc()
+        status = RUN_STATUS_OF_OUTCOME[completion.outcome]
+        log.debug("run %s of task %s ended: %s", run.run_id, a.task_id, status)
+        child(WORKER_RUNS_FINISHED, task_type, status).inc()
         self.outbox.complete(completion)
 
     async def _call(self, run: Run) -> Any:
@@ -270,6 +280,7 @@ class Runner:
             task_name=a.task_name,
             timeout_s=timeout_s,
             log=log_line,
+            traceparent=run.trace.header,
         )
         if timeout_s <= 0:
             return await executor.execute(ctx, payload)

@@ -45,6 +45,9 @@ class RunContext(NamedTuple):
     # log(stream, line, cut=False): append one line to the run's logs (masked, capped, may wait
     # under load); cut=True when the line was cut at the length limit.
     log: Callable[..., Awaitable[None]]
+    # W3C `traceparent` for what the run calls: its trace, with the run as the parent span
+    # ("" when the run has no trace context; zephyr.worker.runtraces).
+    traceparent: str = ""
 
 
 class Executor(Protocol):

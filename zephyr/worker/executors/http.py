@@ -9,6 +9,8 @@ with code `destination_refused`, not retryable.
 The result keeps `status`, response `headers` and `body` (text, capped at 64 KiB, `truncated`
 says so). An unexpected status fails the run (code `http_status`) with that result; a network
 error fails it with code `http_error`. Both are retryable.
+The request carries the run's W3C `traceparent` (docs/observability.md, Traces) unless the
+payload's headers name one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_REDIRECTS = 10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Request headers that carry credentials for the origin they were meant for.
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+TRACEPARENT = "traceparent"
 
 
 def _decode(raw: bytes, charset: str | None) -> str:
@@ -47,6 +50,14 @@ def _failure(exc: BaseException, request_timeout: float | None) -> RunFailure:
     if refused is not None:
         return RunFailure(str(refused), code="destination_refused", retryable=False)
     return RunFailure(f"{type(exc).__name__}: {exc}", code="http_error")
+
+
+def with_traceparent(headers: dict[str, str], traceparent: str) -> dict[str, str]:
+    """`headers` with the run's W3C `traceparent` (its trace, the run as the parent span), unless
+    the payload sets one itself: an explicit header is the task author's choice and wins."""
+    if not traceparent or any(key.lower() == TRACEPARENT for key in headers):
+        return headers
+    return {**headers, TRACEPARENT: traceparent}
 
 
 class HttpExecutor:
@@ -77,7 +88,7 @@ class HttpExecutor:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise invalid("url", "must be an absolute http:// or https:// URL")
         method = request.method.upper()
-        headers = text_map(request.headers)
+        headers = with_traceparent(text_map(request.headers), ctx.traceparent)
         expected = request.expected_statuses()
         body = request.body
         kwargs: dict[str, Any] = {}

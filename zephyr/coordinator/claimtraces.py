@@ -1,0 +1,68 @@
+"""The `claim` and `dispatch` spans of one claim's runs, when spans are exported (zephyr.tracing).
+
+Per claimed run, in its task's trace (the task's `traceparent`; a task without one starts a trace
+here): `claim` lasts the claim statement, `dispatch` is its child and lasts from the claim's commit
+until the assignment was handed to the worker's stream (or found undeliverable). The run's
+Assignment carries the `dispatch` span's context, so the worker's `run` span is its child.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from zephyr import tracing
+from zephyr.tracecontext import TraceParent, parse_stored
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+
+class ClaimTraces:
+    """The open `dispatch` span (and its context) of every run of one claim."""
+
+    def __init__(self, rows: Sequence[Any], started_ns: int, coordinator_id: str) -> None:
+        claimed_ns = time.time_ns()
+        self._dispatch: dict[Any, tuple[Span, TraceParent]] = {}
+        for row in rows:
+            attributes = {
+                "zephyr.task.id": str(row["task_id"]),
+                "zephyr.task.type": row["type"],
+                "zephyr.run.id": str(row["run_id"]),
+                "zephyr.run.attempt": row["attempt"],
+                "zephyr.worker.id": row["worker_id"],
+                "zephyr.coordinator.id": coordinator_id,
+            }
+            claim = tracing.start("claim", parse_stored(row["traceparent"]), attributes, started_ns)
+            claim.set_attribute("zephyr.claim.runs", len(rows))
+            claim.end(claimed_ns)
+            dispatch = tracing.start("dispatch", tracing.context_of(claim), attributes, claimed_ns)
+            self._dispatch[row["run_id"]] = (dispatch, tracing.context_of(dispatch))
+
+    def context(self, run_id: Any) -> TraceParent:
+        """The context the run's worker gets: its `dispatch` span's."""
+        return self._dispatch[run_id][1]
+
+    def dispatched(self, rows: Iterable[Any], *, sent: bool) -> None:
+        """End the `dispatch` spans of `rows`: handed to the stream, or not (`sent`)."""
+        for row in rows:
+            span = self._dispatch.pop(row["run_id"])[0]
+            if not sent:
+                tracing.fail(span, "the worker left before the assignment was sent")
+            tracing.end(span, {"zephyr.dispatch.sent": sent})
+
+
+def trace_id(row: Any, traces: ClaimTraces | None) -> str | None:
+    """The trace id of a claimed run (for its log lines)."""
+    if traces is not None:
+        return traces.context(row["run_id"]).trace_id
+    stored = parse_stored(row["traceparent"])
+    return None if stored is None else stored.trace_id
+
+
+def assignment_traceparent(row: Any, traces: ClaimTraces | None) -> str:
+    """Assignment.traceparent of a claimed run: the dispatch span's context, else the task's."""
+    if traces is not None:
+        return traces.context(row["run_id"]).header()
+    return row["traceparent"] or ""
