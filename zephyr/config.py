@@ -171,8 +171,14 @@ def warn_plaintext(logger: logging.Logger, addrs: Iterable[Addr | None], encrypt
             )
 
 
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+DEFAULT_WORKER_ID = "{hostname}-{pid}"
+
+
+def expand_worker_id(template: str) -> str:
+    """The worker id `template` stands for in this process: `{hostname}` and `{pid}` replaced.
+    Replicas that share one setting (compose, a fleet certificate `*.SUFFIX`) get ids of their own
+    with `{hostname}.SUFFIX`."""
+    return template.replace("{hostname}", socket.gethostname()).replace("{pid}", str(os.getpid()))
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,12 @@ class WorkerConfig(CommonConfig):
     imports: tuple[str, ...] = setting(
         "ZEPHYR_WORKER_IMPORTS", (), parse_csv, "modules registering internal functions"
     )
-    worker_id: str = setting("ZEPHYR_WORKER_ID", "", str, "worker id (default: host-pid)")
+    worker_id: str = setting(
+        "ZEPHYR_WORKER_ID",
+        "",
+        str,
+        "worker id; {hostname} and {pid} are replaced (default: {hostname}-{pid})",
+    )
     cluster_token: str | None = setting(
         "ZEPHYR_CLUSTER_TOKEN", None, str, "shared secret for the coordinator", secret=True
     )
@@ -357,7 +368,7 @@ class WorkerConfig(CommonConfig):
 
     @property
     def effective_worker_id(self) -> str:
-        return self.worker_id or default_worker_id()
+        return expand_worker_id(self.worker_id or DEFAULT_WORKER_ID)
 
 
 def _flag(env: str) -> str:

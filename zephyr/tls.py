@@ -3,7 +3,8 @@
 Who uses what (see SECURITY.md):
 - scheduler and coordinator serve with ZEPHYR_TLS_CERT and ZEPHYR_TLS_KEY;
 - a coordinator with ZEPHYR_TLS_CA requires every client to present a certificate issued by that
-  CA (mutual TLS), and a worker's certificate must name its worker id (`peer_names`);
+  CA (mutual TLS), and a worker's certificate must name its worker id (`peer_names`,
+  `names_worker`);
 - workers verify the coordinator against ZEPHYR_TLS_CA and present ZEPHYR_TLS_CERT/KEY when set;
   the CLI verifies the API's certificate against ZEPHYR_TLS_CA.
 
@@ -95,6 +96,17 @@ def peer_names(context: Any) -> set[str]:
         for value in auth.get(key, ()):
             names.add(value.decode() if isinstance(value, bytes) else str(value))
     return names
+
+
+def names_worker(names: set[str], worker_id: str) -> bool:
+    """Whether a client certificate carrying `names` may register as `worker_id`: one of its names
+    is the id, or a wildcard name `*.SUFFIX` covers it the way a wildcard certificate covers host
+    names (the id is one label without dots, then `.SUFFIX`). A wildcard certificate is a fleet's:
+    every holder of its key may take any id it covers, and none outside it."""
+    if worker_id in names:
+        return True
+    label, dot, suffix = worker_id.partition(".")
+    return bool(label and dot and suffix and f"*.{suffix}" in names)
 
 
 @dataclass(frozen=True)

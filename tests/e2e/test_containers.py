@@ -1,10 +1,12 @@
 """The repository's images built and its compose file run for real.
 
 Builds the three images from scheduler/coordinator/worker.Dockerfile, starts docker-compose.yml
-(`up --wait`: PostgreSQL, the migration, the scheduler, two coordinators, two workers), submits tasks
-through the scheduler's published port and sees them succeed on the containerised workers, then
-`docker kill`s the worker running a long task and sees the run re-run on the other worker, and
-ends with `down -v`. Prints the image sizes and how long each step took.
+(`up --wait`: the certificates, PostgreSQL, the migration, the scheduler, two coordinators, two
+workers), submits tasks over HTTPS through the scheduler's published port (verified against the CA
+the compose file made) and sees them succeed on the containerised workers, which reach the
+coordinators over mutual TLS with the fleet certificate; then `docker kill`s the worker running a
+long task and sees the run re-run on the other worker, and ends with `down -v`. Prints the image
+sizes and how long each step took.
 
 Needs a container engine: a running one is used; as root, the shared engine script
 (ZEPHYR_CONTAINER_ENGINE_SCRIPT, default /work/shared/tools/container-engine.sh) installs and
@@ -13,12 +15,15 @@ starts one; otherwise the test is skipped saying why.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,12 +167,32 @@ async def api(session: aiohttp.ClientSession, method: str, url: str, body: Any =
         return await resp.json()
 
 
+def check_tls_between_services(compose: Compose, ca: Path) -> None:
+    """The API answers only HTTPS with a certificate of the CA; coordinators serve mutual TLS;
+    a second run of the certificate service keeps every certificate."""
+    port = compose.env["ZEPHYR_HTTP_PORT"]
+    with pytest.raises((OSError, http.client.HTTPException)):  # the TLS port hangs up on plain HTTP
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    logs = compose.run("logs", "--no-color", "scheduler", "coordinator", "worker")
+    assert logs.count("(mutual TLS)") >= 2 and "listening on https://" in logs, logs[-3000:]
+    assert "ZEPHYR_ALLOW_PLAINTEXT" not in logs and "(plaintext)" not in logs, logs[-3000:]
+    again = compose.run("run", "--rm", "--no-deps", "certs")
+    assert "issued" not in again and again.count("kept") == 4, again
+    assert ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
 @pytest.mark.timeout(1800)
-async def test_compose_cluster_runs_tasks_and_reruns_a_killed_workers_run(compose: Compose) -> None:
-    base = f"http://127.0.0.1:{compose.env['ZEPHYR_HTTP_PORT']}"
+async def test_compose_cluster_runs_tasks_and_reruns_a_killed_workers_run(
+    compose: Compose, tmp_path: Path
+) -> None:
+    base = f"https://127.0.0.1:{compose.env['ZEPHYR_HTTP_PORT']}"
+    ca = tmp_path / "ca.crt"
+    compose.run("cp", "scheduler:/etc/zephyr/tls/ca.crt", str(ca))
+    check_tls_between_services(compose, ca)
     workers = compose.containers("worker")
     assert len(workers) == 2 and len(compose.containers("coordinator")) == 2, workers
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(ca)))
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def both_workers_registered() -> bool:
             listed = (await api(session, "GET", f"{base}/v1/workers"))["workers"]
@@ -197,8 +222,9 @@ async def test_compose_cluster_runs_tasks_and_reruns_a_killed_workers_run(compos
             return runs[0] if runs else None
 
         run = await wait_until(first_run, timeout=30, what="the long task to start")
-        # A worker's id is its container's host name (the short container id) and its pid.
-        victim = next(w for w in workers if run["worker_id"].startswith(w["ID"][:12]))
+        # A worker's id is its container's host name (the short container id), then `.worker`:
+        # the name its fleet certificate covers.
+        victim = next(w for w in workers if run["worker_id"] == f"{w['ID'][:12]}.worker")
         docker(compose.env, "kill", victim["ID"])
 
         async def rerun_succeeded() -> list[dict[str, Any]] | None:

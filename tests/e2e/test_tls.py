@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -195,3 +196,48 @@ async def test_mutual_tls_checks_each_worker_certificate(
         assert [w["id"] for w in json.loads(listed.stdout)["workers"]] == ["mtls-good"], listed.stderr
         anonymous = await asyncio.to_thread(grpcurl, *auth, coordinator.addr, "zephyr.v1.Admin/ListWorkers")
         assert anonymous.returncode != 0
+
+
+async def test_a_worker_fleet_shares_one_certificate_under_ids_it_covers(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The compose file's scheme: `zephyr certs init`'s fleet certificate (`worker`, `*.worker`)
+    on every replica, each registering as `<its own label>.worker`; no other id."""
+    root = tmp_path / "tls"
+    made = zephyr("certs", "init", str(root))
+    assert made.returncode == 0, made.stderr
+    coordinator_dir, fleet_dir = root / "coordinator", root / "worker"
+    ca = root / "public" / "ca.crt"
+    coordinator_pair = Issued(coordinator_dir / "tls.crt", coordinator_dir / "tls.key")
+    health = grpc.ssl_channel_credentials(
+        ca.read_bytes(), coordinator_pair.key.read_bytes(), coordinator_pair.cert.read_bytes()
+    )
+    async with Cluster(database_url, tmp_path, **FAST) as cluster:
+        coordinator = await cluster.start_coordinator(
+            "127.0.0.1",
+            health,
+            ZEPHYR_CLUSTER_TOKEN=TOKEN,
+            ZEPHYR_TLS_CA=str(coordinator_dir / "ca.crt"),
+            **tls_env(coordinator_pair),
+        )
+        fleet = {
+            "ZEPHYR_CLUSTER_TOKEN": TOKEN,
+            "ZEPHYR_COORDINATORS": coordinator.addr,
+            "ZEPHYR_TLS_CA": str(fleet_dir / "ca.crt"),
+            **tls_env(Issued(fleet_dir / "tls.crt", fleet_dir / "tls.key")),
+        }
+        replicas = [
+            await cluster.start_worker(False, ZEPHYR_WORKER_ID="{hostname}-{pid}.worker", **fleet)
+            for _ in range(2)
+        ]
+        for replica in replicas:
+            replica.addr = f"{socket.gethostname()}-{replica.process.pid}.worker"
+            await cluster.wait_worker_active(replica)
+        outsiders = [
+            await cluster.start_worker(False, ZEPHYR_WORKER_ID=worker_id, **fleet)
+            for worker_id in ("gpu-box-1", "a.b.worker")
+        ]
+        for outsider in outsiders:
+            await log_says(
+                outsider, "PERMISSION_DENIED", f"register.worker_id '{outsider.addr}' is not a name"
+            )

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "zephyr.cli.services",
     "zephyr.cli.up",
     "zephyr.cli.probe",
+    "zephyr.cli.certs",
     "zephyr.cli.client_commands",
 )
 

@@ -28,7 +28,7 @@ from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.rpc import RUN_STATUS_OF_OUTCOME
 from zephyr.runoutput import MAX_ERROR_CHARS, MESSAGE_BUDGET_BYTES, Unstorable, check_result_json, clean_text
-from zephyr.tls import peer_names
+from zephyr.tls import names_worker, peer_names
 from zephyr.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,14 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.capacity: must be at least 1")
         if self._check_peer_identity:
             names = peer_names(context)
-            if reg.worker_id not in names:
+            if not names_worker(names, reg.worker_id):
                 log.warning(
                     "refused worker %r: its client certificate names %s", reg.worker_id, sorted(names)
                 )
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"register.worker_id {reg.worker_id!r} is not a name of the client certificate "
-                    f"(subject CN or DNS SAN: {', '.join(sorted(names)) or 'none'})",
+                    f"(subject CN or DNS SAN, *.SUFFIX covering LABEL.SUFFIX: {', '.join(sorted(names)) or 'none'})",
                 )
         return reg
 
