@@ -442,9 +442,28 @@ def _big_table_rows(results: dict[str, Any]) -> list[Row]:
             _verdict(None if spike_max is None else spike_max <= TARGET_SPIKE_MS),
         )
     )
+    out.extend(_stats_rows(big))
     if "order" in big:
         out.extend(_interleaved_rows(big))
     return out
+
+
+def _stats_rows(big: dict[str, Any]) -> list[Row]:
+    """What one uncached stats read costs on the big table, quiet and right after the bursts."""
+    rows = []
+    for when, label in (("quiet", "after loading"), ("after_bursts", "after the bursts")):
+        timing = _get(big, "stats", when)
+        if timing:
+            rows.append(
+                Row(
+                    f"  big table stats read {label}: p50 / p99 (first call, folding the count log)",
+                    "a few ms",
+                    f"{_num(timing['p50_ms'], ' ms', 1)} / {_num(timing['p99_ms'], ' ms', 1)}"
+                    f" ({_num(timing['first_ms'], ' ms', 1)})",
+                    "",
+                )
+            )
+    return rows
 
 
 def _interleaved_rows(big: dict[str, Any]) -> list[Row]:

@@ -25,10 +25,12 @@ from bench.database import BenchServer
 from bench.queries import BENCH_QUERIES
 from bench.scale import Scale
 from bench.scenarios import burst, trickle
-from bench.stats import mean_summary
+from bench.stats import latency_summary, mean_summary
+from zephyr import stats
 from zephyr.ids import new_id
 
 CHUNK = 100_000
+STATS_CALLS = 200
 ORDER = ("empty", "big", "big", "empty", "empty", "big", "big", "empty")
 NOOP_PAYLOAD = '{"function": "zephyr.noop", "args": [], "kwargs": {}}'
 TASK_COLUMNS = (
@@ -132,6 +134,24 @@ async def load(dsn: str, finished: int, future: int) -> dict[str, Any]:
     }
 
 
+async def _time_stats(dsn: str, calls: int = STATS_CALLS) -> dict[str, float]:
+    """Latency of `calls` uncached stats reads (what `/v1/stats` costs past its 1 s cache).
+
+    The first call also folds whatever the task count log holds since the last fold: after a
+    burst that is its whole churn, so the first call's figure is reported apart.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        timings = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await stats.stats(conn)
+            timings.append(time.perf_counter() - t0)
+    finally:
+        await conn.close()
+    return {"first_ms": timings[0] * 1000, **latency_summary(timings[1:])}
+
+
 async def _vacuum(dsn: str) -> None:
     """What autovacuum does within a minute of a burst under migration 0005's settings.
 
@@ -190,12 +210,14 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
     dsn = await server.create_zephyr_database()
     try:
         loaded = await load(dsn, scale.big_finished, scale.big_future)
+        stats_quiet = await _time_stats(dsn)
         bursts = await _interleaved(
             dsn,
             lambda index, side, database: burst.run_once(
                 server, scale, log_dir / f"burst-{index}-{side}", scale.big_workers, database=database
             ),
         )
+        stats_after_bursts = await _time_stats(dsn)
         trickles = await _interleaved(
             dsn,
             lambda index, side, database: trickle.run(
@@ -206,6 +228,7 @@ async def run(server: BenchServer, scale: Scale, log_dir: Path) -> dict[str, Any
         await server.drop_database(dsn)
     return {
         "loaded": loaded,
+        "stats": {"quiet": stats_quiet, "after_bursts": stats_after_bursts},
         "order": list(ORDER),
         "burst": _mean_burst(bursts["big"]),
         "empty_burst": _mean_burst(bursts["empty"]),
