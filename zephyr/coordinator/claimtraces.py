@@ -24,7 +24,8 @@ class ClaimTraces:
 
     def __init__(self, rows: Sequence[Any], started_ns: int, coordinator_id: str) -> None:
         claimed_ns = time.time_ns()
-        self._dispatch: dict[Any, tuple[Span, TraceParent]] = {}
+        self._spans: dict[Any, Span] = {}
+        self._contexts: dict[Any, TraceParent] = {}
         for row in rows:
             attributes = {
                 "zephyr.task.id": str(row["task_id"]),
@@ -38,16 +39,17 @@ class ClaimTraces:
             claim.set_attribute("zephyr.claim.runs", len(rows))
             claim.end(claimed_ns)
             dispatch = tracing.start("dispatch", tracing.context_of(claim), attributes, claimed_ns)
-            self._dispatch[row["run_id"]] = (dispatch, tracing.context_of(dispatch))
+            self._spans[row["run_id"]] = dispatch
+            self._contexts[row["run_id"]] = tracing.context_of(dispatch)
 
     def context(self, run_id: Any) -> TraceParent:
         """The context the run's worker gets: its `dispatch` span's."""
-        return self._dispatch[run_id][1]
+        return self._contexts[run_id]
 
     def dispatched(self, rows: Iterable[Any], *, sent: bool) -> None:
         """End the `dispatch` spans of `rows`: handed to the stream, or not (`sent`)."""
         for row in rows:
-            span = self._dispatch.pop(row["run_id"])[0]
+            span = self._spans.pop(row["run_id"])
             if not sent:
                 tracing.fail(span, "the worker left before the assignment was sent")
             tracing.end(span, {"zephyr.dispatch.sent": sent})
