@@ -75,17 +75,33 @@ ORDER BY c.slot;
 -- task stays running until its last run ends); if this fails, the run's end gives the task its next
 -- firing (outcomes.decide). Only while the task is still running on the run just claimed: a cancel (or pause) that committed
 -- since the claim stands.
--- The earliest firing set is announced on zephyr_tasks, like every return to pending: the timers
+-- A lost firing of the task waiting in overlap_reruns goes first: the task is due again at once at
+-- that firing, pointing at its lost run (as outcomes.decide sets a rerun), and the entry is taken;
+-- the claim of that rerun reschedules the task from there.
+-- The earliest time set is announced on zephyr_tasks, like every return to pending: the timers
 -- of the coordinators (this one's too) did not know of it.
 -- $1 task_ids uuid[], $2 next_run_at timestamptz[], $3 run_ids uuid[]
-WITH rescheduled AS (
-    UPDATE tasks t
-    SET status = CASE WHEN u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
-        next_run_at = u.next_run_at,
-        attempts = 0
+WITH u AS (
+    SELECT u.id, u.next_run_at, u.run_id, q.run_id AS rerun_id, q.scheduled_for AS rerun_at,
+           q.attempts AS rerun_attempts
     FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS u (id, next_run_at, run_id)
+    LEFT JOIN LATERAL (
+        SELECT q.run_id, q.scheduled_for, q.attempts FROM overlap_reruns q
+        WHERE q.task_id = u.id
+        ORDER BY q.scheduled_for
+        LIMIT 1
+    ) q ON true
+), rescheduled AS (
+    UPDATE tasks t
+    SET status = CASE WHEN u.rerun_id IS NULL AND u.next_run_at IS NULL THEN 'running' ELSE 'pending' END,
+        next_run_at = CASE WHEN u.rerun_id IS NULL THEN u.next_run_at ELSE u.rerun_at END,
+        attempts = coalesce(u.rerun_attempts, 0),
+        last_run_id = coalesce(u.rerun_id, t.last_run_id)
+    FROM u
     WHERE t.id = u.id AND t.status = 'running' AND t.last_run_id = u.run_id
-    RETURNING t.next_run_at
+    RETURNING t.next_run_at, u.rerun_id
+), taken AS (
+    DELETE FROM overlap_reruns q USING rescheduled r WHERE q.run_id = r.rerun_id
 )
 SELECT pg_notify('zephyr_tasks',
                  to_char(min(next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
@@ -190,6 +206,23 @@ SELECT count(*) AS updated,
                          to_char(min(next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
         FROM updated WHERE status = 'pending' HAVING count(*) > 0) AS notified
 FROM updated;
+
+-- name: overlap_reruns_held
+-- Of these overlap tasks, those already holding a lost firing's rerun: pending, due at the firing
+-- of the lost run they point at (outcomes.decide set it so).
+-- $1 task_ids uuid[]
+SELECT t.id
+FROM tasks t
+JOIN task_runs r ON r.id = t.last_run_id
+WHERE t.id = ANY ($1::uuid[]) AND t.status = 'pending' AND r.status = 'lost'
+  AND t.next_run_at = r.scheduled_for;
+
+-- name: queue_overlap_reruns
+-- Lost firings that wait for their task's rerun before them (see reschedule_overlapping).
+-- $1 run_ids uuid[], $2 task_ids uuid[], $3 scheduled_for timestamptz[], $4 attempts int[]
+INSERT INTO overlap_reruns (run_id, task_id, scheduled_for, attempts)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[])
+ON CONFLICT (run_id) DO NOTHING;
 
 -- name: upsert_worker
 -- A worker (re)registers on this coordinator under a fresh registration id. Refused (no row) while

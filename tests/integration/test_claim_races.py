@@ -8,8 +8,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from tests.integration.test_coordinator import runs_of, task_status
+from tests.support.cluster import wait_until
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
 from zephyr import ids, taskstore
 from zephyr.coordinator.completions import Backoff, CompletionBatcher
@@ -192,3 +194,46 @@ async def test_a_due_task_an_api_transaction_held_at_claim_time_does_not_wait_fo
         # fallback poll (60 s here).
         [second] = await worker.take(1, timeout=15)
         assert second.task_id == str(held)
+
+
+async def take_firing(db: asyncpg.Pool, worker: FakeWorker, task_id: object) -> pb.Assignment:
+    """The task's next firing, on `worker`: the firing an hour on is made due now."""
+    await db.execute("UPDATE tasks SET next_run_at = now() WHERE id = $1", task_id)
+    await db.execute("SELECT pg_notify('zephyr_tasks', '')")
+    [firing] = await worker.take(1)
+    return firing
+
+
+@pytest.mark.parametrize("one_worker", [True, False], ids=["one-rescue-batch", "lost-while-another-waits"])
+async def test_two_lost_firings_of_an_overlap_task_both_run_again(
+    database_url: str, db: asyncpg.Pool, one_worker: bool
+) -> None:
+    [task_id] = await insert_tasks(db, schedule=EVERY_HOUR, recurring=True, overlap=True)
+    async with running_coordinator(database_url) as coord:
+        first_worker = FakeWorker(coord.addr, "w1", capacity=2 if one_worker else 1)
+        await first_worker.connect()
+        [first] = await first_worker.take(1)
+        second_worker = first_worker if one_worker else FakeWorker(coord.addr, "w2", capacity=1)
+        if not one_worker:
+            await second_worker.connect()
+        second = await take_firing(db, second_worker, task_id)
+        # One worker: both firings are lost with it, in one rescue pass (one batch). Before the fix
+        # the batch's two task updates collapsed into one and one firing was dropped.
+        first_worker.stop_heartbeats()
+        if not one_worker:
+            # The first firing's rerun waits (no worker has room); then the second is lost too.
+            # Before the fix the second loss took the task's one rerun over.
+            await wait_until(lambda: lost_runs(db, task_id, 1), timeout=15, what="first firing lost")
+            second_worker.stop_heartbeats()
+        await wait_until(lambda: lost_runs(db, task_id, 2), timeout=15, what="both firings lost")
+        async with FakeWorker(coord.addr, "heir") as heir:
+            again = await heir.take(2, timeout=15)
+            assert {a.task_id for a in again} == {str(task_id)}
+            assert sorted(a.scheduled_for for a in again) == sorted(
+                [first.scheduled_for, second.scheduled_for]
+            )
+
+
+async def lost_runs(db: asyncpg.Pool, task_id: object, count: int) -> bool:
+    lost = await db.fetchval("SELECT count(*) FROM task_runs WHERE task_id = $1 AND status = 'lost'", task_id)
+    return bool(lost == count)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from zephyr import metrics
-from zephyr.coordinator.outcomes import FinishedRun, decide
+from zephyr.coordinator.outcomes import FinishedRun, TaskUpdate, decide
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
 from zephyr.rpc import backoff_s
@@ -63,6 +63,15 @@ class Backoff:
         return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
 
 
+@dataclass(frozen=True)
+class EndingBatch:
+    """The distinct endings of one batch by fencing key (`RunEnding.key`), and the retry policy of
+    their tasks: what every step of applying a batch needs besides the endings it handles."""
+
+    by_key: dict[tuple[Any, int, str], RunEnding]
+    backoff: Backoff
+
+
 async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backoff: Backoff) -> list[bool]:
     """Apply `endings`; return, per ending, whether fencing accepted it.
 
@@ -78,32 +87,28 @@ async def apply_endings(pool: asyncpg.Pool, endings: Sequence[RunEnding], backof
     by_key: dict[tuple[Any, int, str], RunEnding] = {}
     for ending in endings:
         by_key.setdefault(ending.key, ending)
-    rows = await _end_runs(pool, list(by_key.values()), by_key, backoff)
+    batch = EndingBatch(by_key, backoff)
+    rows = await _end_runs(pool, list(by_key.values()), batch)
     _count_ended(rows, by_key)
     return _verdicts(endings, {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows})
 
 
-async def _end_runs(
-    pool: asyncpg.Pool,
-    batch: list[RunEnding],
-    by_key: dict[tuple[Any, int, str], RunEnding],
-    backoff: Backoff,
-) -> list[Any]:
-    """End the runs of `batch` (distinct endings) with their tasks; returns the runs ended."""
+async def _end_runs(pool: asyncpg.Pool, endings: list[RunEnding], batch: EndingBatch) -> list[Any]:
+    """End the runs of `endings` (distinct) with their tasks; returns the runs ended."""
     rows: list[Any] = []
     async with pool.acquire() as conn:
-        if all(e.status == "succeeded" for e in batch):
+        if all(e.status == "succeeded" for e in endings):
             rows = await conn.fetch(
-                QUERIES["finish_successes"], *_columns(batch, "run_id", "attempt", "worker_id", "result")
+                QUERIES["finish_successes"], *_columns(endings, "run_id", "attempt", "worker_id", "result")
             )
-            if len(rows) < len(batch):
+            if len(rows) < len(endings):
                 ended = {(row["run_id"], row["attempt"], row["worker_id"]) for row in rows}
-                batch = [e for e in batch if e.key not in ended]
+                endings = [e for e in endings if e.key not in ended]
             else:
-                batch = []
-        if batch:
+                endings = []
+        if endings:
             async with conn.transaction():
-                rows += await _finish_and_decide(conn, batch, by_key, backoff)
+                rows += await _finish_and_decide(conn, endings, batch)
     return rows
 
 
@@ -149,45 +154,27 @@ def _verdicts(endings: Sequence[RunEnding], accepted: set[tuple[Any, int, str]])
 
 
 async def _finish_and_decide(
-    conn: asyncpg.Connection,
-    batch: Sequence[RunEnding],
-    by_key: dict[tuple[Any, int, str], RunEnding],
-    backoff: Backoff,
+    conn: asyncpg.Connection, endings: Sequence[RunEnding], batch: EndingBatch
 ) -> list[Any]:
-    """End `batch`'s runs (fenced) and apply the task transitions `decide` gives, inside the
+    """End the runs of `endings` (fenced) and apply the task transitions `decide` gives, inside the
     caller's transaction; returns the runs ended."""
     rows: list[Any] = await conn.fetch(
         QUERIES["finish_runs"],
-        *_columns(batch, "run_id", "attempt", "worker_id", "status", "result", "error"),
+        *_columns(endings, "run_id", "attempt", "worker_id", "status", "result", "error"),
     )
     now = datetime.now(UTC)
     updates = []
     for row in rows:
-        ending = by_key[(row["run_id"], row["attempt"], row["worker_id"])]
-        finished = FinishedRun(
-            row["run_id"],
-            row["task_id"],
-            row["attempt"],
-            row["status"],
-            row["scheduled_for"],
-            row["started_at"],
-            row["task_status"],
-            row["attempts"],
-            row["max_attempts"],
-            row["recurring"],
-            row["overlap"],
-            row["schedule"],
-            row["last_run_id"],
-            ending.retryable,
-            ending.charged,
-        )
-        update = decide(finished, now=now, backoff=backoff)
+        ending = batch.by_key[(row["run_id"], row["attempt"], row["worker_id"])]
+        update = decide(_finished_run(row, ending), now=now, backoff=batch.backoff)
         if update is not None:
             updates.append(update)
             if update.status == "dead":
                 metrics.child(metrics.TASKS_DEAD, row["type"]).inc()
             elif update.status == "pending" and update.attempts > 0:  # a next firing resets attempts
                 metrics.child(metrics.RETRIES, row["type"]).inc()
+    if any(u.repoint for u in updates):
+        updates = await _queue_reruns_beyond_one(conn, updates)
     if updates:
         await conn.execute(
             QUERIES["update_tasks_after_runs"],
@@ -196,6 +183,52 @@ async def _finish_and_decide(
             ),
         )
     return rows
+
+
+def _finished_run(row: Any, ending: RunEnding) -> FinishedRun:
+    """A run `finish_runs` ended (its row) as `decide` takes it."""
+    return FinishedRun(
+        row["run_id"],
+        row["task_id"],
+        row["attempt"],
+        row["status"],
+        row["scheduled_for"],
+        row["started_at"],
+        row["task_status"],
+        row["attempts"],
+        row["max_attempts"],
+        row["recurring"],
+        row["overlap"],
+        row["schedule"],
+        row["last_run_id"],
+        ending.retryable,
+        ending.charged,
+    )
+
+
+async def _queue_reruns_beyond_one(conn: asyncpg.Connection, updates: list[TaskUpdate]) -> list[TaskUpdate]:
+    """A task holds one lost firing's rerun at a time (`decide`: due at that firing, pointing at
+    its run). Of the reruns `updates` set, keep the earliest firing of each task that holds none
+    yet; the others wait in `overlap_reruns` for the task's next claim (reschedule_overlapping
+    takes them one by one). Returns the updates to apply."""
+    reruns = sorted(
+        (u for u in updates if u.repoint), key=lambda u: u.next_run_at or datetime.min.replace(tzinfo=UTC)
+    )
+    held = {
+        r["id"] for r in await conn.fetch(QUERIES["overlap_reruns_held"], list({u.task_id for u in reruns}))
+    }
+    waiting = []
+    for update in reruns:
+        if update.task_id in held:
+            waiting.append(update)
+        held.add(update.task_id)  # the first of a task is set now; the rest wait
+    if waiting:
+        await conn.execute(
+            QUERIES["queue_overlap_reruns"],
+            *_columns(waiting, "run_id", "task_id", "next_run_at", "attempts"),
+        )
+    queued = {id(u) for u in waiting}
+    return [u for u in updates if id(u) not in queued]
 
 
 def _columns(items: Sequence[Any], *fields: str) -> list[list[Any]]:
