@@ -116,7 +116,11 @@ class Authority:
             raise ValueError("the CA key is not an EC private key")
         if key.public_key() != cert.public_key():
             raise ValueError("the CA key does not match the CA certificate")
-        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
             raise ValueError("the certificate is not a CA certificate")
         return cls(cert, key)
 

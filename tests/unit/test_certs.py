@@ -102,6 +102,14 @@ def test_bad_input_is_refused_naming_it_and_writes_nothing(
     assert "days: 0 is not between" in capsys.readouterr().err
     assert main(["certs", "issue", str(tmp_path / "nowhere"), str(out), "w1"]) == 1
     assert "nowhere" in capsys.readouterr().err
+    assert main(["certs", "issue", str(root / "ca"), str(out), "w1", "--owner", "zephyr"]) == 1
+    assert "--owner: 'zephyr' is not UID or UID:GID" in capsys.readouterr().err
+    # A CA directory whose certificate is a leaf's is refused, not used.
+    (tmp_path / "leaf-ca").mkdir()
+    (tmp_path / "leaf-ca" / "ca.crt").write_bytes((root / "scheduler" / "tls.crt").read_bytes())
+    (tmp_path / "leaf-ca" / "ca.key").write_bytes((root / "scheduler" / "tls.key").read_bytes())
+    assert main(["certs", "issue", str(tmp_path / "leaf-ca"), str(out), "w1"]) == 1
+    assert "not a CA certificate" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -85,6 +85,8 @@ class Writer:
 
     def __init__(self, owner: str | None) -> None:
         uid, _, gid = (owner or "").partition(":")
+        if owner and not (uid.isdigit() and (gid or uid).isdigit()):
+            raise ValueError(f"--owner: {owner!r} is not UID or UID:GID (numbers)")
         self.ids = (int(uid), int(gid or uid)) if owner else None
 
     def directory(self, path: Path, mode: int = 0o755) -> None:
