@@ -1,7 +1,7 @@
 """Test signals: a loop announces what it just did, and a test awaits that instead of sleeping.
 
 A `Signal` is off until a test calls `init()`; off, `emit` only checks one attribute, so the
-loops announce unconditionally. On, every emitted value is queued in order: `wait()` takes the
+loops announce unconditionally (a value that takes work to compute only when `on`). On, every emitted value is queued in order: `wait()` takes the
 next one (or fails after a timeout naming the signal), `taken()` takes those already there.
 Values are emitted from the event loop the loops run on; tests await them on the same loop.
 """
@@ -26,6 +26,12 @@ class Signal(Generic[T]):
     def init(self) -> None:
         """Start recording: values emitted from now on are kept for `wait` and `taken`."""
         self._queue = asyncio.Queue()
+
+    @property
+    def on(self) -> bool:
+        """Whether a test records this signal: a value that costs something to compute is computed
+        only then."""
+        return self._queue is not None
 
     def emit(self, value: T) -> None:
         if self._queue is not None:

@@ -9,8 +9,8 @@ embedded PostgreSQL of the test's own (it is restarted and frozen), while a driv
 - freezes PostgreSQL (SIGSTOP of every server process) for longer than twice the lease;
 - cuts one worker off its coordinator for longer than twice the lease: that worker lives in a
   network namespace joined by a veth pair whose host end goes down (as root; elsewhere the worker
-  is SIGSTOPped instead), then restores it. Namespace, veth and addresses are named after the test
-  process, so concurrent runs never touch each other's.
+  is SIGSTOPped instead), then restores it. Namespace, veth and addresses are this run's own
+  (tests/support/netns.py), so concurrent runs never touch each other's.
 At the end every task is terminal, every succeeded one-off task has exactly one succeeded run, no
 run is left running, every lost firing of a recurring task ran again, and no cancelled task ran
 after its cancel committed. The counts are printed.
@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 from aiohttp import web
 
-from tests.support.cluster import Cluster, Service, free_port, wait_until
+from tests.support.cluster import Cluster, Service, free_port, grpc_serving, wait_until
+from tests.support.netns import OtherHost, other_host
 from zephyr import taskstore
 from zephyr.db.pool import create_pool
 from zephyr.db.queries import QUERIES
@@ -62,15 +62,6 @@ SETTLE_S = 150.0
 WORKERS = 4
 CONCURRENCY = 40
 TOKEN = "i13-chaos-token"
-# Names and addresses of this run's own: several test runs may share the machine (a veth name has
-# at most 15 characters).
-RUN = os.getpid() % 100_000
-NETNS = f"i13-chaos-{RUN}"
-VETH_HOST, VETH_NS = f"i13c{RUN}h", f"i13c{RUN}n"
-HOST_IP, NS_IP = (
-    f"10.213.{RUN % 250}.{4 * (RUN // 250 % 60) + 1}",
-    f"10.213.{RUN % 250}.{4 * (RUN // 250 % 60) + 2}",
-)
 RECURRING = 12
 CANCELLED = 40
 
@@ -128,66 +119,43 @@ def ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def namespace() -> Iterator[bool]:
-    """A network namespace joined to the host by a veth pair; yields whether it exists."""
+def partition_host() -> Iterator[OtherHost | None]:
+    """Another host for the worker that is cut off (tests/support/netns.py: its names are this
+    run's own), or None where network namespaces are not available (that worker is SIGSTOPped)."""
     if not netns_available():
-        yield False
+        yield None
         return
-    try:
-        ip("netns", "add", NETNS)
-        ip("link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS)
-        ip("link", "set", VETH_NS, "netns", NETNS)
-        ip("addr", "add", f"{HOST_IP}/30", "dev", VETH_HOST)
-        ip("link", "set", VETH_HOST, "up")
-        ip("netns", "exec", NETNS, "ip", "addr", "add", f"{NS_IP}/30", "dev", VETH_NS)
-        ip("netns", "exec", NETNS, "ip", "link", "set", VETH_NS, "up")
-        ip("netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
-    except subprocess.CalledProcessError:  # e.g. an address another run holds: SIGSTOP instead
-        with contextlib.suppress(subprocess.CalledProcessError):
-            ip("link", "del", VETH_HOST)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            ip("netns", "del", NETNS)
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            ip("link", "del", VETH_HOST)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            ip("netns", "del", NETNS)
+    with contextlib.ExitStack() as stack:
+        try:
+            host: OtherHost | None = stack.enter_context(other_host("ch"))
+        except subprocess.CalledProcessError:
+            host = None
+        yield host
 
 
 # -- the cluster -------------------------------------------------------------------------------------
 
 
-async def serving(addr: str, proc: Service) -> bool:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    if proc.process.poll() is not None:
-        raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
-    try:
-        async with grpc.aio.insecure_channel(addr) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.aio.AioRpcError:
-        return False
+async def serving(cluster: Cluster, proc: Service) -> bool:
+    cluster._check_alive(proc)
+    return await grpc_serving(proc.addr)
 
 
 async def start_coordinator(cluster: Cluster, listen: str, name: str) -> Service:
     proc = cluster.spawn("coordinator", ZEPHYR_GRPC_ADDR=listen, ZEPHYR_COORDINATOR_ID=name)
     proc.addr = listen
-    await wait_until(lambda: serving(listen, proc), timeout=30, what=f"coordinator {name}")
+    await wait_until(lambda: serving(cluster, proc), timeout=30, what=f"coordinator {name}")
     return proc
 
 
-def start_worker(cluster: Cluster, worker_id: str, coordinators: str, *, in_netns: bool) -> Service:
+def start_worker(
+    cluster: Cluster, worker_id: str, coordinators: str, *, host: OtherHost | None = None
+) -> Service:
+    """A worker (on `host`, when given) under `worker_id`; its log file is named after it."""
     env = {**cluster.base_env, "ZEPHYR_WORKER_ID": worker_id, "ZEPHYR_COORDINATORS": coordinators}
     argv = [sys.executable, "-m", "zephyr.cli.main", "worker"]
-    if in_netns:
-        argv = ["ip", "netns", "exec", NETNS, *argv]
+    if host is not None:
+        argv = [*host.exec_prefix, *argv]
     cluster._counter += 1
     proc = Service(f"worker-{worker_id}-{cluster._counter}", argv, env, cluster.tmp_path / f"{worker_id}.log")
     proc.addr = worker_id
@@ -314,7 +282,7 @@ async def drive(
     workers: dict[str, Service],
     start_again: dict[str, Callable[[], Service]],
     partitioned: str,
-    netns: bool,
+    host: OtherHost | None,
     chaos: Chaos,
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -353,12 +321,12 @@ async def drive(
         note("PostgreSQL thawed")
         await asyncio.sleep(20)
         note(
-            f"cut worker {partitioned} off for {2 * LEASE_S + 1:.0f}s ({'veth down' if netns else 'SIGSTOP'})"
+            f"cut worker {partitioned} off for {2 * LEASE_S + 1:.0f}s ({'veth down' if host else 'SIGSTOP'})"
         )
-        if netns:
-            ip("link", "set", VETH_HOST, "down")
+        if host is not None:
+            ip("link", "set", host.link, "down")
             await asyncio.sleep(2 * LEASE_S + 1)
-            ip("link", "set", VETH_HOST, "up")
+            ip("link", "set", host.link, "up")
         else:
             workers[partitioned].signal(signal.SIGSTOP)
             await asyncio.sleep(2 * LEASE_S + 1)
@@ -378,15 +346,15 @@ async def test_chaos(tmp_path: Path) -> None:
     dsn = await asyncio.to_thread(pg.start)
     chaos = Chaos()
     try:  # the coordinators migrate the database as they start
-        with namespace() as netns:
-            await run_chaos(dsn, pg, tmp_path, netns, chaos, started)
+        with partition_host() as host:
+            await run_chaos(dsn, pg, tmp_path, host, chaos, started)
     finally:
         await asyncio.to_thread(pg.stop)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def run_chaos(
-    dsn: str, pg: EmbeddedPostgres, tmp_path: Path, netns: bool, chaos: Chaos, started: float
+    dsn: str, pg: EmbeddedPostgres, tmp_path: Path, host: OtherHost | None, chaos: Chaos, started: float
 ) -> None:
     env = {
         "ZEPHYR_LEASE_S": str(LEASE_S),
@@ -399,23 +367,23 @@ async def run_chaos(
         "ZEPHYR_RETRY_CAP_S": "1",
         "ZEPHYR_DRAIN_S": "2",
     }
-    host = HOST_IP if netns else "127.0.0.1"
-    async with Cluster(dsn, tmp_path, **env) as cluster, http_target(host) as url:
+    address = "127.0.0.1" if host is None else host.host_ip
+    async with Cluster(dsn, tmp_path, **env) as cluster, http_target(address) as url:
         db = await create_pool(dsn, min_size=1, max_size=4)
         try:
             coordinators = [
                 await start_coordinator(cluster, f"127.0.0.1:{free_port()}", "c1"),
-                await start_coordinator(cluster, f"{host}:{free_port()}", "c2"),
+                await start_coordinator(cluster, f"{address}:{free_port()}", "c2"),
             ]
             both = f"{coordinators[0].addr},{coordinators[1].addr}"
             partitioned = "chaos-w4"
             start_again: dict[str, Callable[[], Service]] = {
-                f"chaos-w{i}": functools.partial(start_worker, cluster, f"chaos-w{i}", both, in_netns=False)
+                f"chaos-w{i}": functools.partial(start_worker, cluster, f"chaos-w{i}", both)
                 for i in range(1, WORKERS)
             }
             # The partitioned worker reaches only the coordinator on the veth address.
             start_again[partitioned] = functools.partial(
-                start_worker, cluster, partitioned, coordinators[1].addr, in_netns=netns
+                start_worker, cluster, partitioned, coordinators[1].addr, host=host
             )
             workers = {wid: start() for wid, start in start_again.items()}
             for proc in workers.values():
@@ -440,7 +408,7 @@ async def run_chaos(
             stop = asyncio.Event()
             submitter = asyncio.create_task(submit_all(db, url, chaos, stop))
             try:
-                await drive(cluster, pg, coordinators, workers, start_again, partitioned, netns, chaos)
+                await drive(cluster, pg, coordinators, workers, start_again, partitioned, host, chaos)
             finally:
                 stop.set()
                 one_off_ids = await submitter
@@ -448,7 +416,7 @@ async def run_chaos(
             report = await check(db, chaos, set(recurring_ids), set(one_off_ids), cluster)
             report["wall time s"] = round(time.monotonic() - started, 1)
             report["settled"] = settled
-            report["partition"] = "netns + veth" if netns else "SIGSTOP of the worker"
+            report["partition"] = "SIGSTOP of the worker" if host is None else "netns + veth"
             print("\nchaos events:\n  " + "\n  ".join(chaos.events))
             print("chaos counts: " + json.dumps(report, indent=2))
             assert settled, "tasks still unfinished after the settle phase"

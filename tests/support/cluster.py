@@ -51,6 +51,25 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+async def grpc_serving(addr: str, credentials: Any = None) -> bool:
+    """Whether the gRPC health service at `addr` answers SERVING (False while it cannot be
+    reached); over TLS with channel `credentials`."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = (
+        grpc.aio.insecure_channel(addr) if credentials is None else grpc.aio.secure_channel(addr, credentials)
+    )
+    try:
+        async with channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.aio.AioRpcError:
+        return False
+
+
 class Service:
     """One running service process."""
 
@@ -160,28 +179,14 @@ class Cluster:
     ) -> Service:
         """A coordinator on a free port of `host`; with gRPC channel `credentials` (TLS settings
         in `env`) its health is checked over TLS."""
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
         port = int(env.pop("port", 0) or free_port())
         proc = self.spawn("coordinator", ZEPHYR_GRPC_ADDR=f"{host}:{port}", **env)
         proc.addr = f"{host}:{port}"
         self.coordinator_addrs.append(proc.addr)
 
-        def open_channel() -> Any:
-            if credentials is None:
-                return grpc.aio.insecure_channel(proc.addr)
-            return grpc.aio.secure_channel(proc.addr, credentials)
-
         async def serving() -> bool:
             self._check_alive(proc)
-            try:
-                async with open_channel() as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-            except grpc.aio.AioRpcError:
-                return False
+            return await grpc_serving(proc.addr, credentials)
 
         await wait_until(serving, what=f"{proc.name} health")
         return proc

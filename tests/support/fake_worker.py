@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from tests.support.cluster import free_port, wait_until
+from tests.support.cluster import free_port, grpc_serving, wait_until
 from zephyr.config import CoordinatorConfig, load
 from zephyr.coordinator.server import CoordinatorSignals, serve
 from zephyr.db.queries import QUERIES
@@ -262,16 +262,7 @@ async def running_coordinator(database_url: str, **env: str) -> AsyncIterator[Ru
     async def serving() -> bool:
         if task.done():
             task.result()
-        try:
-            async with grpc.aio.insecure_channel(addr) as channel:
-                from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-        except grpc.aio.AioRpcError:
-            return False
+        return await grpc_serving(addr)
 
     await wait_until(serving, what="coordinator serving")
     try:

@@ -23,6 +23,7 @@ class OtherHost:
     namespace: str
     host_ip: str  # this namespace's end: what the other host connects to
     ip: str  # the other host's own address
+    link: str  # this namespace's end of the veth pair: set it down to cut the other host off
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -41,7 +42,7 @@ def other_host(tag: str) -> Iterator[OtherHost]:
     namespace, here, there = f"z{tag}-{suffix}", f"v{tag}a{suffix}", f"v{tag}b{suffix}"
     assert len(here) <= 15, "interface names are at most 15 characters"
     net = f"10.{random.randrange(200, 250)}.{random.randrange(256)}"
-    host = OtherHost(namespace, f"{net}.1", f"{net}.2")
+    host = OtherHost(namespace, f"{net}.1", f"{net}.2", here)
     _ip("netns", "add", namespace)
     try:
         _ip("link", "add", here, "type", "veth", "peer", "name", there)

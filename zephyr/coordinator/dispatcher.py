@@ -162,7 +162,8 @@ class Dispatcher:
                 timeout = min(timeout, max(0.0, self._timer_at - time.monotonic()))
             self.signals.parked.emit(timeout)
             fired = await _wait_any(tuple(events.values()), timeout)
-            self.signals.woke.emit(next((name for name, e in events.items() if e is fired), "time"))
+            if self.signals.woke.on:
+                self.signals.woke.emit(next((name for name, e in events.items() if e is fired), "time"))
             if fired is not self._retime:
                 break
         return fired
