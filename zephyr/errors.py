@@ -87,6 +87,12 @@ class Conflict(ZephyrError):
     grpc_status = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class UnschedulableSchedule(Conflict):
+    """The schedule is well-formed but holds no firing the scheduler can keep."""
+
+    code = "unschedulable"
+
+
 class Unavailable(ZephyrError):
     """A dependency is unavailable; try again."""
 

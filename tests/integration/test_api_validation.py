@@ -57,8 +57,17 @@ CASES: list[tuple[Any, int, str, str | None]] = [
     (http(schedule={}), 400, "invalid_schedule", "schedule"),
     (http(schedule={"at": "2030-01-01T00:00:00Z", "every_s": 5}), 400, "invalid_schedule", "schedule"),
     (http(schedule={"delay_s": 5, "overlap": True}), 400, "invalid_schedule", "schedule"),
-    (http(schedule={"every_s": 5, "end_at": "2001-01-01T00:00:00Z"}), 400, "invalid_schedule", "schedule.end_at"),
-    (http(schedule={"cron": "0 0 30 2 *"}), 400, "invalid_schedule", "schedule.cron"),
+    # Well-formed (/openapi.json allows them) but never firing: 409, since a JSON Schema cannot
+    # read the clock or compare two fields (schemathesis found them refused as bad requests).
+    (http(schedule={"every_s": 5, "end_at": "2001-01-01T00:00:00Z"}), 409, "unschedulable", "schedule.end_at"),
+    (http(schedule={"every_s": 5, "start_at": "2090-01-02T00:00:00Z", "end_at": "2090-01-01T00:00:00Z"}), 409,
+     "unschedulable", "schedule.end_at"),
+    (http(schedule={"cron": "0 0 30 2 *"}), 409, "unschedulable", "schedule.cron"),
+    (http(schedule={"cron": "* * * * *", "start_at": "9999-12-31T23:59:59Z"}), 409, "unschedulable",
+     "schedule.cron"),
+    (http(schedule={"at": "0001-01-01T00:00:00+01:00"}), 409, "unschedulable", "schedule.at"),  # was a 500
+    (http(schedule={"every_s": 5, "end_at": "9999-12-31T23:59:59-01:00"}), 409, "unschedulable",
+     "schedule.end_at"),
     (http(schedule={"cron": "*/61 * * * *"}), 400, "invalid_schedule", "schedule.cron"),  # croniter took it
     (http(schedule={"cron": "0 */25 * * *"}), 400, "invalid_schedule", "schedule.cron"),
     (http(schedule={"cron": "0 0 * 13 *"}), 400, "invalid_schedule", "schedule.cron"),
@@ -235,3 +244,46 @@ async def test_publish_to_the_cluster_channels_is_refused(api: Api, channel: str
     assert answer["error"]["field"] == "payload.channel"
     assert "cluster's own" in answer["error"]["message"]
     assert await api.pool.fetchval("SELECT count(*) FROM tasks") == 0
+
+
+async def test_the_batch_path_is_not_a_task(api: Api) -> None:
+    # aiohttp matched /v1/tasks/batch as a task id too: its 405 offered GET and PATCH (schemathesis).
+    for method in ("GET", "PATCH", "OPTIONS", "DELETE"):
+        async with api.session.request(method, api.url("/v1/tasks/batch")) as resp:
+            body = await resp.json()
+        assert resp.status == 405 and body["error"]["code"] == "method_not_allowed", method
+        assert resp.headers["Allow"] == "POST", method
+    status, body = await api.call("POST", "/v1/tasks/batch", json={"tasks": [http()]})
+    assert status == 201, body
+    status, body = await api.call("GET", f"/v1/tasks/{body['ids'][0]}")
+    assert status == 200, body
+    status, body = await api.call("GET", "/v1/tasks/batchx")
+    assert status == 404, body
+
+
+async def test_whole_floats_are_integers(api: Api) -> None:
+    # JSON Schema's `integer` counts 515.0 as one; the API refused it (schemathesis).
+    payload = {"url": URL, "expect_status": 200.0}
+    status, task = await api.call(
+        "POST", "/v1/tasks", json=http(payload=payload, max_attempts=515.0, priority=-3.0)
+    )
+    assert status == 201, task
+    assert (task["max_attempts"], task["priority"], task["payload"]["expect_status"]) == (515, -3, 200)
+    payload = {"url": URL, "expect_status": [201.0, 204]}
+    status, task = await api.call(
+        "PATCH", f"/v1/tasks/{task['id']}", json={"payload": payload, "max_attempts": 4.0}
+    )
+    assert status == 200, task
+    assert (task["max_attempts"], task["payload"]["expect_status"]) == (4, [201, 204])
+    for field, value in (
+        ("max_attempts", 2.5),
+        ("max_attempts", True),
+        ("priority", "1"),
+        ("priority", 1e300),
+    ):
+        status, body = await api.call("POST", "/v1/tasks", json=http(**{field: value}))
+        assert (status, body["error"]["field"]) == (400, field), (field, value)
+    status, body = await api.call(
+        "POST", "/v1/tasks", json=http(payload={"url": URL, "expect_status": 200.5})
+    )
+    assert (status, body["error"]["field"]) == (400, "payload.expect_status")

@@ -11,6 +11,7 @@ from zephyr.errors import InvalidSchedule, PayloadTooLarge, ValidationError
 from zephyr.scheduler import schemas
 from zephyr.scheduler.cursors import decode_int, decode_uuid, encode
 from zephyr.tasktypes.fields import field_path
+from zephyr.tasktypes.urls import MAX_URL_CHARS, URL_PATTERN
 
 
 def error_of(body: Any) -> ValidationError:
@@ -145,7 +146,7 @@ def test_openapi_components_have_every_type_and_forbid_extras() -> None:
     ):
         assert components[name]["additionalProperties"] is False, name
     url = components["HttpPayload"]["properties"]["url"]
-    assert {"type": "string", "pattern": "^https?://[^/\\s]+"} in url["anyOf"]
+    assert {"type": "string", "pattern": URL_PATTERN, "maxLength": MAX_URL_CHARS} in url["anyOf"]
 
 
 def test_cursors_round_trip_and_refuse_other_kinds() -> None:

@@ -26,6 +26,10 @@ URL = "https://x.example/hook"
 BAD: list[tuple[str, Any]] = [
     ("http", {}),
     ("http", {"url": "ftp://x/"}),
+    ("http", {"url": "http://["}),  # aiohttp cannot parse it (schemathesis)
+    ("http", {"url": "http://[:::]/"}),
+    ("http", {"url": "http://x.example:65536/"}),
+    ("http", {"url": "http://x.example/a b"}),
     ("http", {"url": URL, "method": "BREW"}),
     ("http", {"url": URL, "headers": {"a": 1}}),
     ("http", {"url": URL, "expect_status": "200"}),
@@ -41,7 +45,9 @@ BAD: list[tuple[str, Any]] = [
     ("email", {"to": "a@b.c", "subject": "s", "body": "b", "bcc": [1]}),
     ("shell", {}),
     ("shell", {"command": "true", "argv": ["true"]}),
+    ("shell", {"command": None, "argv": None, "cwd": "/tmp"}),
     ("shell", {"command": " "}),
+    ("shell", {"command": "\t\r\n\v\f"}),
     ("shell", {"argv": []}),
     ("shell", {"command": "true", "env": {"A": 1}}),
     ("internal", {"args": []}),
@@ -54,6 +60,8 @@ BAD: list[tuple[str, Any]] = [
     ("publish", {"channel": "", "message": "m"}),
     ("publish", {"channel": "c" * 64, "message": "m"}),
     ("publish", {"channel": "é" * 32, "message": "m"}),  # 32 characters, 64 bytes
+    ("publish", {"channel": "é", "message": "m"}),  # ASCII only: /openapi.json cannot count bytes
+    ("publish", {"channel": "tab\there", "message": "m"}),
     ("publish", {"channel": "c", "message": "m", "backend": "kafka"}),
     ("publish", {"channel": "c", "message": "m", "backend": None}),
 ]
@@ -65,8 +73,9 @@ GOOD: list[tuple[str, Any]] = [
     ),
     ("email", {"to": ["a@b.c"], "subject": "s", "body": "b", "from": "me@b.c", "cc": "c@b.c"}),
     ("shell", {"argv": ["echo", "hi"], "env": {"A": "1"}, "cwd": "/tmp"}),
+    ("shell", {"command": "\x1c", "argv": None}),  # not blank for JSON Schema's `\S`
     ("internal", {"function": "reports.build", "args": [1], "kwargs": {"k": "v"}}),
-    ("publish", {"channel": "é" * 31 + "c", "message": {"any": "json"}}),  # 63 bytes
+    ("publish", {"channel": "orders created:eu-1", "message": {"any": "json"}}),
     ("publish", {"channel": "c" * 63, "message": "m", "backend": "postgres"}),
 ]
 

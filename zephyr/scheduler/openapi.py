@@ -190,9 +190,18 @@ def _query(params: dict[str, QueryParam]) -> list[dict[str, Any]]:
 
 
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+# `/v1/tasks/batch` is a path of its own (POST only), not a task (see tasks.TASK_PATH).
+TASK_ID = [{**ID[0], "schema": {"type": "string", "not": {"const": "batch"}}}]
 RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 240, "pattern": "^[^\\u0000]*$"}
 SCHEDULE_FORMS = ("at", "delay_s", "cron", "every_s")
+# What JSON Schema cannot say of a schedule (it compares no fields and reads no clock): 400 means
+# the body breaks this document, 409 that it fits it but cannot be carried out.
+UNSCHEDULABLE = (
+    "`unschedulable`: the schedule never fires (`end_at` has passed or is before `start_at`, no date "
+    "matches the cron, an instant lies outside the years 1 to 9999 in UTC); on PATCH also "
+    "`conflict`: the task is running, or the payload is one of another task type"
+)
 RECURRING_ONLY = ("start_at", "end_at", "overlap")
 
 
@@ -253,6 +262,7 @@ def openapi_document() -> dict[str, Any]:
                     _ref("Task"),
                     400,
                     401,
+                    409,
                     413,
                     503,
                     requestBody={"required": True, **_json(task_create)},
@@ -285,6 +295,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 400,
                 401,
+                409,
                 413,
                 requestBody={"required": True, **_json(_ref("BatchCreate"))},
                 parameters=[
@@ -299,7 +310,7 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/v1/tasks/{id}": {
-            "get": _op("a task with its last run", 200, _ref("Task"), 401, 404, **action),
+            "get": _op("a task with its last run", 200, _ref("Task"), 401, 404, parameters=TASK_ID),
             "patch": _op(
                 "change schedule, payload, priority or max_attempts",
                 200,
@@ -309,7 +320,7 @@ def openapi_document() -> dict[str, Any]:
                 404,
                 409,
                 requestBody={"required": True, **_json(_ref("TaskPatch"))},
-                **action,
+                parameters=TASK_ID,
             ),
         },
         "/v1/tasks/{id}/cancel": {"post": _op("cancel", 200, _ref("Task"), 401, 404, 409, **action)},
@@ -398,6 +409,12 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    for operation in (
+        paths["/v1/tasks"]["post"],
+        paths["/v1/tasks/batch"]["post"],
+        paths["/v1/tasks/{id}"]["patch"],
+    ):
+        operation["responses"]["409"]["description"] = UNSCHEDULABLE
     follow = paths["/v1/runs/{run_id}/logs"]["get"]["responses"]["200"]["content"]
     follow["text/event-stream"] = {"schema": {"type": "string", "description": "with `follow=1`"}}
     for path, operations in paths.items():

@@ -31,12 +31,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from zephyr import tasktypes
-from zephyr.errors import InvalidSchedule, PayloadTooLarge, ValidationError, ZephyrError
+from zephyr.errors import (
+    InvalidSchedule,
+    PayloadTooLarge,
+    UnschedulableSchedule,
+    ValidationError,
+    ZephyrError,
+)
 from zephyr.schedule import is_valid_cron
-from zephyr.tasktypes.fields import Model, TaskType, describe_error, field_path
+from zephyr.tasktypes.fields import JSON_INTEGER, Model, TaskType, describe_error, field_path
 
 MAX_NAME_CHARS = 200
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -47,6 +53,8 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DELAY_S = 10 * 365 * 24 * 3600.0
 MIN_EVERY_S = 0.01
 TASK_TYPES = tuple(tasktypes.TASK_TYPES)
+# The pydantic error type of a well-formed instant the scheduler cannot keep (409).
+OUT_OF_RANGE = "instant_out_of_range"
 
 
 # A date and a time of day, seconds included, with an optional offset (none: UTC). Numbers
@@ -91,7 +99,12 @@ class Schedule(Model):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC: a 409, not a 500
+            raise PydanticCustomError(
+                OUT_OF_RANGE, "the instant lies outside the years 1 to 9999 once in UTC"
+            ) from None
 
     @field_validator("cron")
     @classmethod
@@ -125,16 +138,16 @@ class Schedule(Model):
             for name in ("start_at", "end_at", "overlap"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"`{name}` goes with `cron` or `every_s`")
-        if self.start_at and self.end_at and self.end_at < self.start_at:
-            raise ValueError("`end_at` is before `start_at`")
+        # `end_at` before `start_at` is not refused here: the schedule is well-formed but never
+        # fires, a 409 like one whose `end_at` has passed (zephyr.scheduler.submit.first_run_at).
         return self
 
 
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 Priority = Annotated[
-    int, Field(strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="higher runs first")
+    int, Field(strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="higher runs first"), JSON_INTEGER
 ]
-Attempts = Annotated[int, Field(strict=True, ge=1, le=MAX_ATTEMPTS)]
+Attempts = Annotated[int, Field(strict=True, ge=1, le=MAX_ATTEMPTS), JSON_INTEGER]
 Timeout = Annotated[float, Field(strict=True, gt=0, le=MAX_TIMEOUT_S)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -220,6 +233,8 @@ def raise_error(error: ErrorDetails, prefix: tuple[int | str, ...] = (), *, tagg
         message = f"`type` must be one of {', '.join(TASK_TYPES)}"
     else:
         path, message = describe_error({**error, "loc": tuple(loc)}, prefix)
+    if error["type"] == OUT_OF_RANGE:
+        raise UnschedulableSchedule(message, field=path)
     if loc[:1] == ["schedule"]:
         raise InvalidSchedule(message, field=path)
     raise ValidationError(message, field=path or None)

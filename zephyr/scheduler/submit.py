@@ -16,22 +16,29 @@ from typing import Any
 import asyncpg
 
 from zephyr import metrics, schedule, taskstore
-from zephyr.errors import InvalidSchedule, ValidationError
+from zephyr.errors import UnschedulableSchedule, ValidationError
 from zephyr.scheduler.notifier import DueNotifier
 from zephyr.scheduler.schemas import TaskBody
 from zephyr.taskstore import NewTask, json_text, stored_payload_json, stored_schedule
 
 
 def first_run_at(stored: dict[str, Any] | None, now: datetime, field_prefix: str = "") -> datetime:
-    """When a task with schedule `stored` first fires; InvalidSchedule when never."""
+    """When a task with schedule `stored` first fires; UnschedulableSchedule (409) when never: the
+    schedule is valid (/openapi.json allows it) but its window is closed or empty (`end_at` has
+    passed or comes before `start_at`), or no date matches its cron (`0 0 30 2 *`), or the firing
+    lies beyond year 9999. A JSON Schema cannot compare two fields or look at the clock."""
     try:
         fire = schedule.first_fire(stored, now)
     except (ValueError, KeyError, OverflowError) as exc:
         field = "schedule.cron" if stored and "cron" in stored else "schedule"
-        raise InvalidSchedule(f"the schedule never fires: {exc}", field=field_prefix + field) from None
+        raise UnschedulableSchedule(f"the schedule never fires: {exc}", field=field_prefix + field) from None
     if fire is None:
-        raise InvalidSchedule(
-            "the schedule has ended: `end_at` has passed", field=field_prefix + "schedule.end_at"
+        assert stored is not None  # only a window's end stops a schedule
+        start, end = stored.get("start_at"), stored["end_at"]
+        empty = start is not None and schedule.parse_instant(end) < schedule.parse_instant(start)
+        message = "`end_at` is before `start_at`" if empty else "`end_at` has passed"
+        raise UnschedulableSchedule(
+            f"the schedule never fires: {message}", field=field_prefix + "schedule.end_at"
         )
     return fire
 

@@ -26,6 +26,9 @@ from zephyr.taskstore import stored_payload, stored_schedule
 routes = web.RouteTableDef()
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# `/v1/tasks/{id}` does not take `batch` as an id: that path is `POST /v1/tasks/batch`'s alone, so
+# other methods there answer 405 with `Allow: POST` (not the methods of a task).
+TASK_PATH = "/v1/tasks/{id:(?!batch$)[^/]+}"
 
 
 def _idempotency_header(request: web.Request) -> str | None:
@@ -97,12 +100,12 @@ async def list_tasks(request: web.Request) -> web.Response:
     return respond({"tasks": page, "next_cursor": next_cursor})
 
 
-@routes.get("/v1/tasks/{id}")
+@routes.get(TASK_PATH)
 async def get_task(request: web.Request) -> web.Response:
     return respond(await taskstore.get_task(request.app[POOL], request.match_info["id"]))
 
 
-@routes.patch("/v1/tasks/{id}")
+@routes.patch(TASK_PATH)
 async def patch_task(request: web.Request) -> web.Response:
     """Replace `schedule`, `payload`, `priority`, `max_attempts`; 409 while the task runs."""
     patch = validate_patch(await read_json(request))

@@ -7,6 +7,8 @@ Contracts:
   underscores), kept as given: the API stores references, the worker resolves them from
   `ZEPHYR_SECRET_NAME` before its executor parses the payload with the same model, so an executor
   sees only strings there.
+- `JSON_INTEGER` makes a strict `int` field take a float without a fraction (`515.0`) as the integer
+  it equals, as JSON Schema's `integer` does; booleans and strings stay refused.
 - `describe_error` turns a pydantic error into the field path and message both sides report.
 - Nothing here imports aiohttp, gRPC or service code.
 """
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import ErrorDetails
 
 SECRET_KEY = "$secret"
@@ -29,6 +31,18 @@ class Model(BaseModel):
     """Base of every payload and request model: unknown fields rejected, no NaN or infinity."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=False)
+
+
+def whole_number(value: Any) -> Any:
+    """`value`, or the int it equals when it is a float without a fraction."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Put after `Field(strict=True, ...)` on an int (before it, the bounds leave the JSON Schema): /openapi.json says `integer`, and JSON Schema counts
+# 515.0 among the integers, so the API takes it (as 515).
+JSON_INTEGER = BeforeValidator(whole_number)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`http`: one HTTP request; success when the status matches `expect_status` (default any 2xx).
 
-Payload: `url` (absolute http:// or https://), `method` (default GET, any case), `headers`, `body`
+Payload: `url` (absolute http:// or https://, as `urls.URL_PATTERN` says), `method` (default GET, any case), `headers`, `body`
 (a string is sent as is, anything else as JSON), `expect_status` (a status or a list of them),
 `timeout_s` (the request's own limit, under the run's), `follow_redirects` (default true). Strings
 may be secret references.
@@ -8,28 +8,27 @@ may be secret references.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, WithJsonSchema, field_validator
 
-from zephyr.tasktypes.fields import Model, Str, TaskType, any_case, text_or_secret
+from zephyr.tasktypes.fields import Model, Str, TaskType, any_case, text_or_secret, whole_number
+from zephyr.tasktypes.urls import MAX_URL_CHARS, URL_PATTERN, url_problem
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_METHOD_CHARS = 16
 MAX_REQUEST_TIMEOUT_S = 7 * 24 * 3600.0
-_URL = re.compile(r"^https?://[^/\s]+")
 METHOD_PATTERN = f"^(?:{any_case(*METHODS)})$"
 
 
 def _status_codes(value: Any) -> int | list[int]:
-    codes = value if isinstance(value, list) else [value]
+    codes = [whole_number(code) for code in value] if isinstance(value, list) else [whole_number(value)]
     if not codes:
         raise ValueError("must not be an empty list")
     for code in codes:
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
             raise ValueError("must be a status code (100 to 599) or a list of them")
-    return value  # type: ignore[no-any-return]
+    return codes if isinstance(value, list) else codes[0]  # type: ignore[no-any-return]
 
 
 StatusCodes = Annotated[
@@ -52,7 +51,7 @@ class HttpPayload(Model):
     method: str = Field(
         "GET", description="HTTP method (any case)", max_length=MAX_METHOD_CHARS, pattern=METHOD_PATTERN
     )
-    url: Annotated[Str, text_or_secret(pattern=_URL.pattern)]
+    url: Annotated[Str, text_or_secret(pattern=URL_PATTERN, maxLength=MAX_URL_CHARS)]
     headers: dict[str, Str] = Field(default_factory=dict)
     body: Any = Field(None, description="a string is sent as is, anything else as JSON")
     expect_status: StatusCodes | None = Field(None, description="accepted status code(s); default any 2xx")
@@ -69,8 +68,9 @@ class HttpPayload(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | dict[str, str]) -> str | dict[str, str]:
-        if isinstance(value, str) and not _URL.match(value):
-            raise ValueError("must be an absolute http:// or https:// URL")
+        problem = url_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def expected_statuses(self) -> set[int] | None:

@@ -1,7 +1,8 @@
 """`publish`: send `message` to a Redis channel or a PostgreSQL NOTIFY channel.
 
-Payload: `channel` (1 to 63 bytes of UTF-8: PostgreSQL's identifier limit, which NOTIFY applies,
-and Redis counts channels in bytes too), `message` (a string is sent as is, anything else as JSON),
+Payload: `channel` (1 to 63 printable ASCII characters, space included: PostgreSQL's identifier
+limit is 63 bytes, which NOTIFY applies; ASCII keeps characters and bytes one, so /openapi.json
+can state the limit exactly), `message` (a string is sent as is, anything else as JSON),
 optional `backend`: `redis` (the worker's ZEPHYR_REDIS_URL) or `postgres` (its
 ZEPHYR_PUBLISH_DATABASE_URL). Without `backend` a worker uses redis when it has it, else postgres.
 A NOTIFY message is at most NOTIFY_MESSAGE_MAX_BYTES (checked by the worker: the backend, and so
@@ -10,6 +11,7 @@ the limit, may be chosen there).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator
@@ -19,6 +21,8 @@ from zephyr.tasktypes.fields import Model, Str, TaskType, any_case, text_or_secr
 Backend = Literal["redis", "postgres"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 CHANNEL_MAX_BYTES = 63
+CHANNEL_PATTERN = f"^[ -~]{{1,{CHANNEL_MAX_BYTES}}}$"
+_CHANNEL = re.compile(CHANNEL_PATTERN)
 NOTIFY_MESSAGE_MAX_BYTES = 7999
 # Channels the cluster itself listens on (new work, cancels, drains): a task publishing there would
 # steer the cluster (drain workers, cancel other tasks' runs). Refused in any case.
@@ -42,7 +46,7 @@ class PublishPayload(Model):
 
     channel: Annotated[
         Str,
-        text_or_secret(minLength=1, maxLength=CHANNEL_MAX_BYTES, **{"not": {"pattern": _RESERVED}}),
+        text_or_secret(pattern=CHANNEL_PATTERN, **{"not": {"pattern": _RESERVED}}),
     ]
     message: Any
     # Optional but not nullable: absent means the worker's choice (None here), null is refused.
@@ -51,11 +55,8 @@ class PublishPayload(Model):
     @field_validator("channel")
     @classmethod
     def _channel(cls, value: str | dict[str, str]) -> str | dict[str, str]:
-        if (
-            isinstance(value, str)
-            and not 1 <= len(value.encode("utf-8", "surrogatepass")) <= CHANNEL_MAX_BYTES
-        ):
-            raise ValueError(f"a channel name is 1 to {CHANNEL_MAX_BYTES} bytes")
+        if isinstance(value, str) and not _CHANNEL.fullmatch(value):
+            raise ValueError(f"a channel name is 1 to {CHANNEL_MAX_BYTES} printable ASCII characters")
         if isinstance(value, str) and value.lower().startswith(RESERVED_CHANNEL_PREFIX):
             raise ValueError(
                 f"channels named {RESERVED_CHANNEL_PREFIX}* are the cluster's own (new work, cancels, drains)"

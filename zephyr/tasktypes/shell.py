@@ -6,16 +6,25 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from zephyr.tasktypes.fields import Model, Str, TaskType, text_or_secret
 
-# A command holds something besides white space.
-_NOT_BLANK = re.compile(r"\S")
+# A command holds something besides ASCII white space (named one by one: `\S` means other things
+# in Python than in the ECMA-262 regexes of JSON Schema, e.g. for U+001C).
+_NOT_BLANK = re.compile(r"[^ \t\n\r\f\v]")
+_NULL: JsonValue = {"type": "null"}
+# What `_one_of` checks, for /openapi.json: exactly one of the two is given and not null.
+_ONE_OF_COMMAND_ARGV: list[JsonValue] = [
+    {"required": [given], "properties": {given: {"not": _NULL}, other: _NULL}}
+    for given, other in (("command", "argv"), ("argv", "command"))
+]
 
 
 class ShellPayload(Model):
     """`shell`: `command` (run by /bin/sh -c) or `argv`, exactly one; exit 0 is success."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": _ONE_OF_COMMAND_ARGV})
 
     command: Annotated[Str, text_or_secret(pattern=_NOT_BLANK.pattern)] | None = None
     argv: Annotated[list[Str], Field(min_length=1)] | None = None

@@ -1,0 +1,87 @@
+"""/openapi.json states the payload rules the models apply: a payload its JSON Schema allows is one
+the API accepts, and one it forbids is refused (schemathesis checks this against the live API;
+these are the cases it found, checked without a server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yarl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.unit.test_tasktypes import BAD, GOOD, api_error
+from zephyr.errors import ZephyrError
+from zephyr.scheduler.openapi import openapi_document
+from zephyr.scheduler.schemas import validate_task
+from zephyr.tasktypes.urls import URL_PATTERN, url_problem
+
+FORMATS = FormatChecker()
+
+
+def schema_allows(component: str, value: Any) -> bool:
+    """Whether /openapi.json's schema `component` allows `value`."""
+    document = Resource.from_contents(openapi_document(), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:zephyr:openapi", document)
+    schema = {"$ref": f"urn:zephyr:openapi#/components/schemas/{component}"}
+    validator = Draft202012Validator(schema, registry=registry, format_checker=FORMATS)
+    return validator.is_valid(value)
+
+
+@pytest.mark.parametrize(("task_type", "payload"), BAD + GOOD)
+def test_the_published_payload_schemas_and_the_api_agree(task_type: str, payload: Any) -> None:
+    assert schema_allows(f"{task_type.capitalize()}Payload", payload) == (
+        api_error(task_type, payload) is None
+    )
+
+
+TASKS = [
+    {"priority": 10**6, "max_attempts": 1000},
+    {"priority": 10**6 + 1},
+    {"priority": -(10**6) - 1},
+    {"max_attempts": 0},
+    {"max_attempts": 515.0, "priority": -3.0},  # JSON Schema's integers include 515.0
+    {"max_attempts": 2.5},
+    {"max_attempts": True},
+    {"priority": "1"},
+]
+
+
+@pytest.mark.parametrize("fields", TASKS)
+def test_the_published_task_schema_and_the_api_agree(fields: dict[str, Any]) -> None:
+    task = {"type": "internal", "payload": {"function": "f"}, **fields}
+    try:
+        validate_task(task)
+    except ZephyrError:
+        accepted = False
+    else:
+        accepted = True
+    assert schema_allows("InternalTask", task) == accepted
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[",
+        "http://h:/",
+        "http://[::1]:99999",
+        "http://[1:2:3:4:5:6:7:8:9]/",
+        "http://a..b/",
+        "http://h/é",
+    ],
+)
+def test_urls_that_do_not_parse_are_refused_naming_the_field(url: str) -> None:
+    assert api_error("http", {"url": url}) == f"payload.url: {url_problem(url)}"
+    assert not schema_allows("HttpPayload", {"url": url})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(URL_PATTERN, fullmatch=True))
+def test_every_url_the_pattern_allows_parses(url: str) -> None:
+    assert url_problem(url) is None
+    parsed = yarl.URL(url)  # what the worker's HTTP client parses it with
+    assert parsed.scheme in ("http", "https") and parsed.host
