@@ -4,11 +4,13 @@
 FROM python:3.11-slim AS install
 WORKDIR /src
 # Dependencies first, read from pyproject.toml alone, so that a source change reuses this layer.
-# Containers always have ZEPHYR_DATABASE_URL: the embedded server of `zephyr up` stays out.
+# Containers always have ZEPHYR_DATABASE_URL: the embedded server of `zephyr up` stays out; the
+# `otel` extra goes in (spans are exported once OTEL_EXPORTER_OTLP_ENDPOINT is set).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 open('/tmp/build.txt', 'w').write('\n'.join(p['build-system']['requires'])); \
-open('/tmp/run.txt', 'w').write('\n'.join(d for d in p['project']['dependencies'] if 'pgserver' not in d))" \
+open('/tmp/run.txt', 'w').write('\n'.join([d for d in p['project']['dependencies'] if 'pgserver' not in d] \
++ p['project']['optional-dependencies']['otel']))" \
  && pip install --no-cache-dir -r /tmp/build.txt \
  && python -m venv /opt/zephyr \
  && /opt/zephyr/bin/pip install --no-cache-dir -r /tmp/run.txt
