@@ -268,13 +268,13 @@ async def list_tasks(
     name: str | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` tasks with ids below `before`, newest first, filtered by the filters given
-    (they combine); each call is one index range scan."""
+    (they combine). Each call reads index ranges in id order: the primary key, or one range per
+    (status, type) pair that matches (about 30 pairs at most), never the tasks the filters leave
+    out."""
     if name is not None:
         rows = await db.fetch(QUERIES["list_tasks_by_name"], before, limit, name, status, task_type)
-    elif status is not None:
-        rows = await db.fetch(QUERIES["list_tasks_by_status"], before, limit, status, task_type)
-    elif task_type is not None:
-        rows = await db.fetch(QUERIES["list_tasks_by_type"], before, limit, task_type)
+    elif status is not None or task_type is not None:
+        rows = await db.fetch(QUERIES["list_tasks_by_status_type"], before, limit, status, task_type)
     else:
         rows = await db.fetch(QUERIES["list_tasks"], before, limit)
     return [task_dict(row) for row in rows]

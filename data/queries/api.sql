@@ -100,34 +100,81 @@ ORDER BY t.id DESC
 LIMIT $2
 
 -- name: list_tasks_by_name
--- Pages on tasks_name_id_idx. $1 before id, $2 limit, $3 name, $4 status or NULL, $5 type or NULL
+-- Pages on tasks_name_status_type_id_idx (migration 0011). $1 before id, $2 limit, $3 name, $4
+-- status or NULL, $5 type or NULL. The (status, type) pairs of the name come from a loose index scan
+-- (one probe per pair); each wanted pair gives its newest $2 ids below $1 (one index range each), and
+-- the newest $2 of those are the page: at most pairs x $2 ids read, whatever the table holds.
+-- A pair's page is read as "the $2 entries before (status, type, $1)" and its own rows kept after
+-- the LIMIT: written as `status = p.status AND type = p.type AND id < $1 ORDER BY id DESC`, the
+-- planner may walk tasks_pkey backwards filtering on status and type (it did, on 100,000 fresh
+-- rows), which reads every task of the other pairs; the row comparison and the ORDER BY by the
+-- index's columns leave no way but this index.
+WITH RECURSIVE pairs AS (
+    (SELECT t.status, t.type FROM tasks t WHERE t.name = $3 ORDER BY t.name, t.status, t.type LIMIT 1)
+    UNION ALL
+    SELECT n.status, n.type
+    FROM pairs p
+    CROSS JOIN LATERAL (
+        SELECT t.status, t.type FROM tasks t
+        WHERE t.name = $3 AND (t.status, t.type) > (p.status, p.type)
+        ORDER BY t.name, t.status, t.type
+        LIMIT 1
+    ) n
+), page AS (
+    SELECT k.id
+    FROM pairs p
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.status, t.type FROM tasks t
+        WHERE t.name = $3 AND (t.status, t.type, t.id) < (p.status, p.type, $1)
+        ORDER BY t.name DESC, t.status DESC, t.type DESC, t.id DESC
+        LIMIT $2
+    ) k
+    WHERE ($4::text IS NULL OR p.status = $4) AND ($5::text IS NULL OR p.type = $5)
+      AND k.status = p.status AND k.type = p.type
+    ORDER BY k.id DESC
+    LIMIT $2
+)
 SELECT t.*, lr.last_run
-FROM tasks t
+FROM page
+JOIN tasks t ON t.id = page.id
 LEFT JOIN LATERAL task_last_run(t.id) lr ON true
-WHERE t.name = $3 AND t.id < $1
-  AND ($4::text IS NULL OR t.status = $4)
-  AND ($5::text IS NULL OR t.type = $5)
-ORDER BY t.name DESC, t.id DESC
-LIMIT $2
+ORDER BY t.id DESC
 
--- name: list_tasks_by_status
--- Pages on tasks_status_id_idx. $1 before id, $2 limit, $3 status, $4 type or NULL
+-- name: list_tasks_by_status_type
+-- Pages on tasks_status_type_id_idx (migration 0011). $1 before id, $2 limit, $3 status or NULL, $4
+-- type or NULL (one of them given). As list_tasks_by_name: the (status, type) pairs that exist come
+-- from a loose index scan, each wanted pair gives its newest $2 ids below $1, the newest $2 of those
+-- are the page.
+WITH RECURSIVE pairs AS (
+    (SELECT t.status, t.type FROM tasks t ORDER BY t.status, t.type LIMIT 1)
+    UNION ALL
+    SELECT n.status, n.type
+    FROM pairs p
+    CROSS JOIN LATERAL (
+        SELECT t.status, t.type FROM tasks t
+        WHERE (t.status, t.type) > (p.status, p.type)
+        ORDER BY t.status, t.type
+        LIMIT 1
+    ) n
+), page AS (
+    SELECT k.id
+    FROM pairs p
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.status, t.type FROM tasks t
+        WHERE (t.status, t.type, t.id) < (p.status, p.type, $1)
+        ORDER BY t.status DESC, t.type DESC, t.id DESC
+        LIMIT $2
+    ) k
+    WHERE ($3::text IS NULL OR p.status = $3) AND ($4::text IS NULL OR p.type = $4)
+      AND k.status = p.status AND k.type = p.type
+    ORDER BY k.id DESC
+    LIMIT $2
+)
 SELECT t.*, lr.last_run
-FROM tasks t
+FROM page
+JOIN tasks t ON t.id = page.id
 LEFT JOIN LATERAL task_last_run(t.id) lr ON true
-WHERE t.status = $3 AND t.id < $1
-  AND ($4::text IS NULL OR t.type = $4)
-ORDER BY t.status DESC, t.id DESC
-LIMIT $2
-
--- name: list_tasks_by_type
--- Pages on tasks_type_id_idx. $1 before id, $2 limit, $3 type
-SELECT t.*, lr.last_run
-FROM tasks t
-LEFT JOIN LATERAL task_last_run(t.id) lr ON true
-WHERE t.type = $3 AND t.id < $1
-ORDER BY t.type DESC, t.id DESC
-LIMIT $2
+ORDER BY t.id DESC
 
 -- name: lock_task
 -- $1 task id. Serialises state changes of one task (API against API, API against coordinator).

@@ -10,10 +10,11 @@ from typing import Any
 
 import asyncpg
 
-from zephyr import ids
+from zephyr import ids, taskstore
 from zephyr import stats as cluster_stats
 from zephyr.coordinator.server import CLAIM_PATH_SETTINGS, ENDINGS_SETTINGS
 from zephyr.db.queries import QUERIES
+from zephyr.scheduler.cursors import FIRST_PAGE_BEFORE
 
 FILL_SQL = """
 INSERT INTO tasks (id, type, payload, status, priority, next_run_at)
@@ -266,3 +267,83 @@ async def test_claim_keeps_its_plan_good_when_cached_on_small_tables(db: asyncpg
     # 100 due rows, each updated by key, each run inserted, the result joined: several hundred rows
     # in all. A scan of the 220,000 tasks (or of the due ones) to update or find them is 20,000+.
     assert _rows_scanned(plan) < 2_000, _rows_scanned(plan)
+
+
+LISTING_FILL_SQL = """
+INSERT INTO tasks (id, name, type, payload, status)
+SELECT (lpad(to_hex($1::bigint + i), 12, '0') || '7' || substr(md5(i::text), 1, 19))::uuid, $2, $3, '{}', $4
+FROM generate_series(1, $5::bigint) AS i
+"""
+
+
+async def fill_listed(
+    conn: asyncpg.Connection, first: int, count: int, *, name: str, type: str, status: str
+) -> None:
+    """`count` tasks with ids in creation order from `first` on (as UUIDv7 ids are)."""
+    await conn.execute(LISTING_FILL_SQL, first, name, type, status, count)
+
+
+async def blocks_of_either_plan(conn: asyncpg.Connection, query: str, types: str, args: str) -> int:
+    """Shared buffers a statement reads or hits: the larger of its custom plan and the generic plan
+    a prepared statement may switch to after five runs."""
+    await conn.execute(f"PREPARE listing_test {types} AS {query.rstrip().rstrip(';')}")
+    blocks = []
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        blocks.append(await blocks_of(conn, f"EXECUTE listing_test ({args})"))
+    await conn.execute("RESET plan_cache_mode")
+    await conn.execute("DEALLOCATE listing_test")
+    return max(blocks)
+
+
+LISTING_CASES = [
+    # (status, type, name), each matching 20 old tasks behind 100,000 newer ones of their name and
+    # 10,000 of their status or type
+    ("dead", "publish", None),
+    ("dead", "publish", "report"),
+    ("paused", None, None),
+    ("paused", None, "report"),
+    (None, "email", None),
+    (None, "email", "report"),
+]
+
+
+async def test_listings_read_their_own_rows_whatever_the_other_filters_match(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        # Oldest first: the rare rows, then many rows that share one filter with them each.
+        await fill_listed(conn, 0, 20, name="report", type="publish", status="dead")
+        await fill_listed(conn, 100, 20, name="report", type="email", status="paused")
+        await fill_listed(conn, 1_000, 10_000, name="report", type="internal", status="dead")
+        await fill_listed(conn, 20_000, 10_000, name="report", type="publish", status="succeeded")
+        await fill_listed(conn, 40_000, 80_000, name="report", type="internal", status="succeeded")
+        await conn.execute("VACUUM ANALYZE tasks")
+        costs = {}
+        for status, task_type, name in LISTING_CASES:
+            before = "'ffffffff-ffff-ffff-ffff-ffffffffffff'"
+            filters = [status, task_type]
+            query, types = QUERIES["list_tasks_by_status_type"], "(uuid, int, text, text)"
+            if name is not None:
+                filters = [name, status, task_type]
+                query, types = QUERIES["list_tasks_by_name"], "(uuid, int, text, text, text)"
+            literals = ", ".join("NULL" if v is None else f"'{v}'" for v in filters)
+            costs[(status, task_type, name)] = await blocks_of_either_plan(
+                conn, query, types, f"{before}, 101, {literals}"
+            )
+            page = await taskstore.list_tasks(
+                conn, before=FIRST_PAGE_BEFORE, limit=101, status=status, task_type=task_type, name=name
+            )
+            expected = await conn.fetch(
+                "SELECT id FROM tasks WHERE ($1::text IS NULL OR status = $1)"
+                " AND ($2::text IS NULL OR type = $2) AND ($3::text IS NULL OR name = $3)"
+                " ORDER BY id DESC LIMIT 101",
+                status,
+                task_type,
+                name,
+            )
+            assert [t["id"] for t in page] == [str(r["id"]) for r in expected]
+            assert len(page) == 20
+    # 20 rows, each with its task row and newest run, and one index probe per (status, type) pair:
+    # a couple of hundred blocks. Walking the 10,000 rows of a status, a type or the primary key
+    # to find them is thousands.
+    for case, blocks in costs.items():
+        assert blocks < 400, (case, blocks)
