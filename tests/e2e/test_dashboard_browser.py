@@ -226,6 +226,9 @@ async def test_dashboard_in_a_real_browser(cluster: Cluster, browser: WebDriver,
         page.open("#/submit")
         page.choose("#f-type", "internal")
         page.find("#f-payload-function")
+        # The hints are the API's descriptions: its backticked names show as code, not backticks.
+        assert "`" not in page.text_of(".hint"), page.text_of(".hint")
+        assert "@zephyr.task(name)" in page.text_of(".hint code")
         page.shot("03-submit-form.png")
         page.accessible("submit form")
         page.click("#submit-task")

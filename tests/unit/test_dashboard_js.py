@@ -84,3 +84,70 @@ def test_due_work_by_type_and_types_no_worker_offers_from_stats() -> None:
         {"type": "shell", "pending": 5, "oldest_due_age_s": 12},
     ]
     assert got["none"] == []
+
+
+def test_backticked_names_become_code_spans() -> None:
+    got = run_module(
+        "import { codeSpans } from './dom.js';"
+        "console.log(JSON.stringify(["
+        " 'the `url` and `method`', '`shell`: run', 'no names', 'one ` alone', 'a `b` c ` d', '``'"
+        "].map(codeSpans)));"
+    )
+    assert got == [
+        [
+            {"text": "the ", "code": False},
+            {"text": "url", "code": True},
+            {"text": " and ", "code": False},
+            {"text": "method", "code": True},
+        ],
+        [{"text": "shell", "code": True}, {"text": ": run", "code": False}],
+        [{"text": "no names", "code": False}],
+        [{"text": "one ` alone", "code": False}],
+        [{"text": "a ", "code": False}, {"text": "b", "code": True}, {"text": " c ` d", "code": False}],
+        [],
+    ]
+
+
+def test_every_description_of_the_api_shows_without_backticks() -> None:
+    """The submit form's hints are the OpenAPI descriptions: each backtick of them pairs up, so the
+    hints show names as code and no stray backtick."""
+    descriptions: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("description"), str):
+                descriptions.append(node["description"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(openapi_document())
+    got = run_module(
+        "import { codeSpans } from './dom.js';"
+        f"const texts = {json.dumps(descriptions)};"
+        "console.log(JSON.stringify(texts.flatMap(codeSpans).filter((s) => !s.code).map((s) => s.text)));"
+    )
+    assert any("`" in text for text in descriptions)
+    assert [text for text in got if "`" in text] == []
+
+
+def test_each_chart_series_keeps_its_own_history() -> None:
+    """One history helper feeds every chart: each series reads its figure from a poll, skips polls
+    it has no figure for, and drops points older than the history."""
+    got = run_module(
+        "import { chartHistory } from './overview.js';"
+        "const charts = ["
+        " {id: 'a', title: 'A', format: String, series: [{name: 'x', value: (f) => f.x}]},"
+        " {id: 'b', title: 'B', format: String, series: ["
+        "   {name: 'y', value: (f) => f.y, skip: (f) => f.y === undefined}, {name: 'z', value: (f) => 2 * f.x}]}];"
+        "const history = chartHistory(charts, 60);"
+        "history.record(0, {x: 1, y: 5}); history.record(30000, {x: 2}); history.record(70000, {x: 3, y: 7});"
+        "console.log(JSON.stringify(history.charts(70000).map((c) =>"
+        " ({id: c.id, windowS: c.windowS, series: c.series.map((s) => [s.name, s.points.map((p) => p.v)])}))));"
+    )
+    assert got == [
+        {"id": "a", "windowS": 60, "series": [["x", [2, 3]]]},
+        {"id": "b", "windowS": 60, "series": [["y", [7]], ["z", [4, 6]]]},
+    ]

@@ -23,6 +23,28 @@ function append(element, children) {
   }
 }
 
+/**
+ * `text` cut at its backticks, as the API's descriptions mark names: [{text, code}], `code` true
+ * for the parts between a pair. A backtick without its pair stays in the text.
+ */
+export function codeSpans(text) {
+  const parts = String(text).split("`");
+  const spans = [];
+  parts.forEach((part, index) => {
+    const code = index % 2 === 1 && index < parts.length - 1;
+    const piece = index % 2 === 1 && !code ? `\`${part}` : part;
+    const last = spans[spans.length - 1];
+    if (!code && last && !last.code) last.text += piece;
+    else if (piece !== "") spans.push({ text: piece, code });
+  });
+  return spans;
+}
+
+/** `text` with its backticked names as <code> elements, as children for `h` (text nodes only). */
+export function withCode(text) {
+  return codeSpans(text).map((span) => (span.code ? h("code", {}, span.text) : span.text));
+}
+
 export function clear(element) {
   while (element.firstChild) element.firstChild.remove();
 }

@@ -10,23 +10,65 @@ const HISTORY_S = 300;
 const RATE_WINDOW_S = 10;
 const TASK_STATUSES = ["pending", "running", "paused", "succeeded", "dead", "cancelled"];
 
-const history = { submitted: [], finished: [], p50: [], p90: [], p99: [], depth: [], free: [] };
-
-function record(name, t, v) {
-  const points = history[name];
-  points.push({ t, v });
-  while (points.length && points[0].t < t - HISTORY_S * 1000) points.shift();
-}
-
 const perSecond = (v) => `${formatNumber(v, v < 10 ? 2 : 0)}/s`;
 const count = (v) => formatNumber(v);
 
-// The time-series charts: [legend name, history key] per line.
+// The time-series charts. Each series reads its figure from one poll's `{stats, activity, free}`;
+// `skip` leaves a poll out of a series (no run started in the window: no latency to plot).
+const noRuns = ({ activity }) => !(activity.dispatch_latency_s || {}).runs;
 const CHARTS = [
-  { id: "chart-throughput", title: "Throughput (tasks per second)", format: perSecond, series: [["submitted", "submitted"], ["finished", "finished"]] },
-  { id: "chart-latency", title: "Dispatch latency (due to started)", format: formatDuration, series: [["p50", "p50"], ["p90", "p90"], ["p99", "p99"]] },
-  { id: "chart-capacity", title: "Queue depth and free slots", format: count, series: [["queue depth", "depth"], ["free slots", "free"]] },
+  {
+    id: "chart-throughput",
+    title: "Throughput (tasks per second)",
+    format: perSecond,
+    series: [
+      { name: "submitted", value: ({ activity }) => activity.submitted_per_s },
+      { name: "finished", value: ({ activity }) => activity.finished_per_s },
+    ],
+  },
+  {
+    id: "chart-latency",
+    title: "Dispatch latency (due to started)",
+    format: formatDuration,
+    series: ["p50", "p90", "p99"].map((name) => ({ name, value: ({ activity }) => activity.dispatch_latency_s[name], skip: noRuns })),
+  },
+  {
+    id: "chart-capacity",
+    title: "Queue depth and free slots",
+    format: count,
+    series: [
+      { name: "queue depth", value: ({ stats }) => stats.queue_depth },
+      { name: "free slots", value: ({ free }) => free },
+    ],
+  },
 ];
+
+/**
+ * The charts' history, kept in this page's memory for `historyS` seconds: `record(now, figures)`
+ * adds one poll's point to every series; `charts(now)` gives each chart's `lineChart` options,
+ * spanning what the page has seen in whole minutes, from one minute up to `historyS`.
+ */
+export function chartHistory(charts, historyS) {
+  const points = new Map(charts.flatMap((c) => c.series.map((s) => [s, []])));
+  let first = null;
+  return {
+    record(now, figures) {
+      first ??= now;
+      for (const [series, list] of points) {
+        if (series.skip && series.skip(figures)) continue;
+        list.push({ t: now, v: series.value(figures) });
+        while (list.length && list[0].t < now - historyS * 1000) list.shift();
+      }
+    },
+    charts(now) {
+      const seen = (now - (first ?? now)) / 1000;
+      const windowS = Math.min(historyS, Math.max(60, Math.ceil(seen / 60) * 60));
+      return charts.map(({ id, title, format, series }) => ({ id, title, format, windowS, series: series.map((s) => ({ name: s.name, points: points.get(s) })) }));
+    },
+  };
+}
+
+const history = chartHistory(CHARTS, HISTORY_S);
 
 /** Due work by type from /v1/stats: [{type, due, oldest_due_age_s}] for the types with due tasks. */
 export function queuesByType(stats) {
@@ -85,15 +127,7 @@ export function renderOverview(main) {
     const capacity = live.filter((w) => w.status === "active").reduce((sum, w) => sum + w.capacity, 0);
     const free = live.filter((w) => w.status === "active").reduce((sum, w) => sum + (w.free_slots ?? Math.max(0, w.capacity - w.running)), 0);
     const latency = activity.dispatch_latency_s || {};
-    record("submitted", now, activity.submitted_per_s);
-    record("finished", now, activity.finished_per_s);
-    if (latency.runs) {
-      record("p50", now, latency.p50);
-      record("p90", now, latency.p90);
-      record("p99", now, latency.p99);
-    }
-    record("depth", now, stats.queue_depth);
-    record("free", now, free);
+    history.record(now, { stats, activity, free });
 
     const queues = queuesByType(stats);
     const unserved = unservedTypes(stats);
@@ -140,15 +174,7 @@ export function renderOverview(main) {
       card("Free slots", `${count(free)} / ${count(capacity)}`, "of active workers", "card-slots"),
     );
 
-    // The charts span what this page has seen, in whole minutes, up to HISTORY_S.
-    const seen = (now - (history.submitted[0]?.t ?? now)) / 1000;
-    const span = Math.min(HISTORY_S, Math.max(60, Math.ceil(seen / 60) * 60));
-    replace(
-      charts,
-      CHARTS.map(({ id, title, format, series }) =>
-        lineChart({ id, title, format, windowS: span, series: series.map(([name, key]) => ({ name, points: history[key] })) }),
-      ),
-    );
+    replace(charts, history.charts(now).map(lineChart));
 
     const offeredBy = (type) => live.filter((w) => w.status === "active" && w.task_types.includes(type)).length;
     const unservedNames = new Set(unserved.map((q) => q.type));

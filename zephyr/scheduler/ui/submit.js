@@ -4,7 +4,7 @@
 // here (a JSON field, a number) is sent as typed, so the API says what is wrong with it.
 
 import { api } from "./api.js";
-import { h, replace } from "./dom.js";
+import { h, replace, withCode } from "./dom.js";
 
 const TASK_FIELDS_SKIPPED = new Set(["type", "payload", "schedule"]);
 const SCHEDULE_KINDS = [
@@ -78,7 +78,7 @@ function fieldControl(doc, path, name, schema, required) {
   ]
     .filter(Boolean)
     .join(" ");
-  const hint = hintText ? h("p", { class: "hint", id: `${id}-hint` }, hintText) : null;
+  const hint = hintText ? h("p", { class: "hint", id: `${id}-hint` }, withCode(hintText)) : null;
   const error = h("p", { class: "field-error", id: `${id}-error`, hidden: true });
   const described = [hint ? `${id}-hint` : null, `${id}-error`].filter(Boolean).join(" ");
   const common = { id, name: path, "data-field": path, "data-kind": kind, "aria-describedby": described, required: required || null };
@@ -158,7 +158,7 @@ export function renderSubmit(main, params) {
       replace(
         payloadBox,
         h("legend", {}, `Payload (${type})`),
-        spec.payload.description ? h("p", { class: "hint" }, spec.payload.description) : null,
+        spec.payload.description ? h("p", { class: "hint" }, withCode(spec.payload.description)) : null,
         Object.entries(spec.payload.properties || {}).map(([name, schema]) => fieldControl(doc, `payload.${name}`, name, schema, required.has(name))),
       );
       replace(
