@@ -70,9 +70,20 @@ async def test_submit_show_list_cancel(cluster: Cluster) -> None:
 
 async def test_submit_from_a_file_on_stdin_and_errors(cluster: Cluster) -> None:
     body = {"type": "http", "payload": {"url": "http://127.0.0.1:9/"}, "schedule": {"cron": "0 9 * * *"}}
-    code, out, err = await zephyr(cluster, "submit", "--file", "-", "--json", stdin=json.dumps(body).encode())
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    code, out, err = await zephyr(
+        cluster,
+        "submit",
+        "--file",
+        "-",
+        "--json",
+        "--traceparent",
+        traceparent,
+        stdin=json.dumps(body).encode(),
+    )
     assert code == 0, err
     assert json.loads(out)["schedule"] == {"cron": "0 9 * * *"}
+    assert json.loads(out)["traceparent"] == traceparent
 
     code, _, err = await zephyr(
         cluster, "submit", "internal", "--payload", '{"function": "f"}', "--cron", "bad"

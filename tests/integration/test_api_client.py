@@ -47,6 +47,22 @@ async def test_sync_client(api: Api) -> None:
     await asyncio.to_thread(script)
 
 
+async def test_the_clients_send_a_trace_context(api: Api) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with AsyncClient(api.base) as client:
+        assert (await client.submit(TASK, traceparent=traceparent))["traceparent"] == traceparent
+        (task_id,) = await client.submit_batch([TASK], traceparent=traceparent)
+        assert (await client.get_task(task_id))["traceparent"] == traceparent
+
+    def script() -> None:
+        with Client(api.base) as client:
+            assert client.submit(TASK, traceparent=traceparent)["traceparent"] == traceparent
+            (task_id,) = client.submit_batch([TASK], idempotency_key="t", traceparent=traceparent)
+            assert client.get_task(task_id)["traceparent"] == traceparent
+
+    await asyncio.to_thread(script)
+
+
 async def test_async_client_errors_carry_the_field(api: Api) -> None:
     async with AsyncClient(api.base) as client:
         with pytest.raises(ApiError) as caught:

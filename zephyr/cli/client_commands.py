@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--timeout", type=float, metavar="SECONDS")
     submit.add_argument("--idempotency-key")
+    submit.add_argument(
+        "--traceparent", help="W3C trace context the task's runs join (docs/observability.md)"
+    )
     submit.set_defaults(func=cmd_submit)
 
     tasks = subparsers.add_parser("tasks", parents=[common], help="list tasks, newest first")
@@ -169,7 +172,7 @@ def _parse_json(text: str, option: str) -> Any:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     def body(client: Client) -> None:
-        task = client.submit(_task_body(args))
+        task = client.submit(_task_body(args), traceparent=args.traceparent)
         if args.json:
             print_json(task)
         else:

@@ -27,6 +27,15 @@ class ApiError(Exception):
         self.field = field
 
 
+def _submit_headers(idempotency_key: str | None, traceparent: str | None) -> dict[str, str] | None:
+    headers = {}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers or None
+
+
 def _query(**params: Any) -> dict[str, str]:
     return {key: str(value) for key, value in params.items() if value is not None}
 
@@ -89,18 +98,26 @@ class AsyncClient:
 
     # tasks
 
-    async def submit(self, task: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Create a task (a repeated idempotency key returns the first task)."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    async def submit(
+        self, task: dict[str, Any], *, idempotency_key: str | None = None, traceparent: str | None = None
+    ) -> dict[str, Any]:
+        """Create a task (a repeated idempotency key returns the first task); `traceparent`: the
+        W3C trace context its runs join (an invalid one is ignored, with a warning)."""
+        headers = _submit_headers(idempotency_key, traceparent)
         result: dict[str, Any] = await self.request("POST", "/v1/tasks", json_body=task, headers=headers)
         return result
 
     async def submit_batch(
-        self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None
+        self,
+        tasks: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> list[str]:
         """Create up to 1000 tasks at once, all or none; their ids in order. With
-        `idempotency_key`, repeating the same batch answers the same ids."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        `idempotency_key`, repeating the same batch answers the same ids; `traceparent` is the
+        trace context of every task of the batch."""
+        headers = _submit_headers(idempotency_key, traceparent)
         result = await self.request("POST", "/v1/tasks/batch", json_body={"tasks": tasks}, headers=headers)
         ids: list[str] = result["ids"]
         return ids

@@ -40,11 +40,23 @@ class Client:
         self._runner.run(self._async.close())
         self._runner.close()
 
-    def submit(self, task: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._runner.run(self._async.submit(task, idempotency_key=idempotency_key))
+    def submit(
+        self, task: dict[str, Any], *, idempotency_key: str | None = None, traceparent: str | None = None
+    ) -> dict[str, Any]:
+        return self._runner.run(
+            self._async.submit(task, idempotency_key=idempotency_key, traceparent=traceparent)
+        )
 
-    def submit_batch(self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None) -> list[str]:
-        return self._runner.run(self._async.submit_batch(tasks, idempotency_key=idempotency_key))
+    def submit_batch(
+        self,
+        tasks: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> list[str]:
+        return self._runner.run(
+            self._async.submit_batch(tasks, idempotency_key=idempotency_key, traceparent=traceparent)
+        )
 
     def list_tasks(self, **filters: Any) -> dict[str, Any]:
         return self._runner.run(self._async.list_tasks(**filters))
