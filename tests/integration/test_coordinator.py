@@ -84,6 +84,17 @@ async def test_dispatch_complete_and_result(database_url: str, db: asyncpg.Pool)
         assert [r["line"] for r in lines] == ["hello", "world"]
 
 
+async def test_an_assignment_carries_its_task_trace_context(database_url: str, db: asyncpg.Pool) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with running_coordinator(database_url) as coord, FakeWorker(coord.addr, "w1") as worker:
+        [traced] = await insert_tasks(db, traceparent=traceparent)
+        [assignment] = await worker.take(1)
+        assert (assignment.task_id, assignment.traceparent) == (str(traced), traceparent)
+        [_untraced] = await insert_tasks(db)
+        [assignment] = await worker.take(1)
+        assert assignment.traceparent == ""
+
+
 async def test_capacity_types_and_batching(database_url: str, db: asyncpg.Pool) -> None:
     async with (
         running_coordinator(database_url) as coord,
@@ -424,6 +435,12 @@ async def test_admin_calls(database_url: str, db: asyncpg.Pool) -> None:
         [task_id] = await insert_tasks(db, next_run_at=datetime.now(UTC) + timedelta(hours=1))
         task = await admin.GetTask(admin_pb2.TaskRequest(id=str(task_id)))
         assert task.status == "pending" and task.payload["function"] == "zephyr.noop"
+        assert task.traceparent == ""
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        [traced_id] = await insert_tasks(
+            db, next_run_at=datetime.now(UTC) + timedelta(hours=1), traceparent=traceparent
+        )
+        assert (await admin.GetTask(admin_pb2.TaskRequest(id=str(traced_id)))).traceparent == traceparent
         assert (await admin.PauseTask(admin_pb2.TaskRequest(id=str(task_id)))).status == "paused"
         assert (await admin.ResumeTask(admin_pb2.TaskRequest(id=str(task_id)))).status == "pending"
         assert (await admin.CancelTask(admin_pb2.TaskRequest(id=str(task_id)))).status == "cancelled"

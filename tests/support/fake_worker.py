@@ -285,6 +285,7 @@ async def insert_tasks(
     max_attempts: int = 3,
     timeout_s: float = 300.0,
     next_run_at: datetime | None = None,
+    traceparent: str | None = None,
 ) -> list[uuid.UUID]:
     """Insert `count` tasks with the API's batch query (which also NOTIFYs `zephyr_tasks`)."""
     ids = [new_id() for _ in range(count)]
@@ -303,7 +304,7 @@ async def insert_tasks(
         [timeout_s] * count,
         [when] * count,
         [None] * count,
-        [None] * count,
+        [traceparent] * count,
     )
     assert len(rows) == count
     return ids
