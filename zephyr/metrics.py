@@ -78,6 +78,10 @@ WORKER_RUNS_FINISHED = Counter(
 )
 WORKER_RUNNING = Gauge("zephyr_worker_running", "Runs executing on this worker")
 WORKER_RECONNECTS = Counter("zephyr_worker_reconnects_total", "Stream reconnections of this worker")
+LOG_LINES_DROPPED = Counter(
+    "zephyr_log_lines_dropped_total",
+    "Log lines a coordinator dropped, oldest first, while its buffer was full (database slow or away)",
+)
 WORKER_LOG_LINES_DROPPED = Counter(
     "zephyr_worker_log_lines_dropped_total", "Log lines dropped by the per-run cap"
 )

@@ -197,3 +197,14 @@ def test_a_lost_overlap_firing_runs_again_even_while_a_newer_firing_is_being_cla
         update = decide(run, now=NOW, backoff=no_backoff)
         assert update is not None and update.repoint
         assert (update.expected, update.status, update.next_run_at) == (task_status, "pending", scheduled)
+
+
+def test_finished_runs_awaiting_their_commit_free_at_most_capacity_slots() -> None:
+    s = session("w", 2, busy=6)
+    for run_id in list(s.outstanding)[:5]:
+        s.report_finished(run_id)
+    # Five finished, their endings not yet committed: two slots back, not five (one still runs).
+    assert s.free == 0
+    for run_id in list(s.outstanding)[:4]:
+        s.settle(run_id)
+    assert s.free == 1  # one finished awaiting, one running

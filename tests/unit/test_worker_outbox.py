@@ -90,3 +90,20 @@ def test_a_message_is_packed_by_bytes_under_the_budget() -> None:
         sizes.append(pb.WorkerMessage(completions=completions).ByteSize())
     assert max(sizes) <= MESSAGE_BUDGET_BYTES
     assert len(sizes) >= 2
+
+
+async def test_the_line_buffer_is_bounded_by_text_as_well_as_lines() -> None:
+    long = "x" * 1000
+    box = Outbox(max_lines=1000, max_bytes=3 * len(long))
+    box.set_connected(True)
+    assert await box.put_line(line("r", long))
+    assert await box.put_line(line("r", long))
+    blocked = asyncio.create_task(box.put_line(line("r", long)))
+    await asyncio.sleep(0)
+    # Two lines and their overhead fill three lines' worth of text: the third waits for room.
+    assert not blocked.done()
+    box.take()
+    assert await asyncio.wait_for(blocked, 1) is True
+    box.set_connected(False)
+    assert await box.put_line(line("r", long))
+    assert await box.put_line(line("r", long)) is False  # away: dropped and counted, not kept

@@ -305,11 +305,14 @@ class Gateway(worker_pb2_grpc.WorkerGatewayServicer):
     ) -> None:
         results = iter(await asyncio.gather(*futures))
         acks = []
+        free = session.free
         for run_id, ending in zip(run_ids, endings, strict=True):
             accepted = next(results) if ending.run_id is not None else False
             acks.append(worker_pb2.CompletionAck(run_id=run_id, accepted=accepted))
-            session.settle(run_id)  # its slot was freed when the completion arrived
+            session.settle(run_id)  # its slot was freed when the completion arrived, or is now
         session.send(worker_pb2.CoordinatorMessage(completion_acks=acks))
+        if session.free > free:  # slots held back while more finished runs awaited their commit
+            self._registry.freed()
 
     def on_cancel_notify(self, payload: str | None) -> None:
         """`zephyr_cancel`: send a cancel for the run it names if that run's worker streams here.

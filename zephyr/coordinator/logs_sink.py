@@ -1,8 +1,11 @@
 """Batched inserts of run log lines: whatever arrived while the last insert ran goes in the next.
 
-Lines are kept in memory up to MAX_BUFFERED; beyond that the oldest are dropped (logs must never
-stall dispatch or completions). A line for a run that is not the sending worker's is discarded by
-the insert itself.
+Lines are kept in memory up to MAX_BUFFERED lines and MAX_BUFFERED_CHARS characters of text (a
+line is at most 16 KiB characters: the count alone allowed gigabytes); beyond either the oldest
+are dropped and counted (logs must never stall dispatch or completions), also while the database
+is away. The batch being written is taken out of the buffer first, so it is never dropped twice
+or counted against the lines that arrive meanwhile. A line for a run that is not the sending
+worker's is discarded by the insert itself.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from zephyr import metrics
 from zephyr.coordinator.completions import refused_data
 from zephyr.db.pool import DB_ERRORS
 from zephyr.db.queries import QUERIES
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
 MAX_BUFFERED = 200_000
+MAX_BUFFERED_CHARS = 64 * 1024 * 1024
 RETRY_DELAY_S = 0.5
 STREAMS = {
     worker_pb2.LOG_STREAM_STDOUT: "stdout",
@@ -40,7 +45,8 @@ class LogSink:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._buffer: deque[tuple[Any, str, datetime, str, str]] = deque(maxlen=MAX_BUFFERED)
+        self._buffer: deque[tuple[Any, str, datetime, str, str]] = deque()
+        self._chars = 0  # characters of log text in `_buffer`
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -62,8 +68,20 @@ class LogSink:
             except (OverflowError, OSError, ValueError):
                 ts = datetime.now(UTC)
             self._buffer.append((line.run_id, worker_id, ts, STREAMS.get(line.stream, "stdout"), line.line))
+            self._chars += len(line.line)
+        dropped = 0
+        while len(self._buffer) > MAX_BUFFERED or self._chars > MAX_BUFFERED_CHARS:
+            self._chars -= len(self._buffer.popleft()[4])
+            dropped += 1
+        if dropped:
+            metrics.LOG_LINES_DROPPED.inc(dropped)
         self._idle.clear()
         self._wake.set()
+
+    @property
+    def buffered(self) -> tuple[int, int]:
+        """Lines waiting to be written, and their characters of text."""
+        return len(self._buffer), self._chars
 
     async def flushed(self) -> None:
         """Wait until every line added so far has been written (or dropped)."""
@@ -74,18 +92,16 @@ class LogSink:
             await self._wake.wait()
             self._wake.clear()
             while self._buffer:
-                count = min(len(self._buffer), MAX_BATCH)
-                batch = [self._buffer[i] for i in range(count)]
-                try:
-                    await self._insert_splitting(batch)
-                except DB_ERRORS as exc:
-                    log.warning("writing %d log lines failed (%s); retrying", len(batch), exc)
-                    await self._pool.expire_connections()
-                    await asyncio.sleep(RETRY_DELAY_S)
-                    continue
-                for _ in range(count):
-                    if self._buffer:
-                        self._buffer.popleft()
+                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), MAX_BATCH))]
+                self._chars -= sum(len(item[4]) for item in batch)
+                while True:
+                    try:
+                        await self._insert_splitting(batch)
+                        break
+                    except DB_ERRORS as exc:
+                        log.warning("writing %d log lines failed (%s); retrying", len(batch), exc)
+                        await self._pool.expire_connections()
+                        await asyncio.sleep(RETRY_DELAY_S)
             self._idle.set()
 
     async def _insert_splitting(self, batch: list[tuple[Any, str, datetime, str, str]]) -> None:

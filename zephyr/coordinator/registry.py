@@ -2,7 +2,9 @@
 
 Free slots are counted here, not trusted from heartbeats: free = capacity - runs executing, where a
 run executes from its assignment until the worker reports it finished (not until that report is
-committed: the worker's slot is free once it reports), and zero while draining. A heartbeat's own
+committed: the worker's slot is free once it reports; but a worker has at most `capacity` reported
+runs awaiting their commit counted free, so that lagging commits hold back its claims: at most
+twice its capacity of runs between assignment and ack), and zero while draining. A heartbeat's own
 figure is only informative.
 """
 
@@ -42,7 +44,10 @@ class WorkerSession:
     def free(self) -> int:
         if self.draining or self.closed:
             return 0
-        return max(0, self.capacity - len(self.outstanding) + len(self.reported))
+        # A finished run frees its slot before its ending commits, but at most `capacity` of them
+        # at a time: while commits lag (a slow or absent database) the worker gets no more work
+        # beyond that, so the endings queued here and its unacked completions stay bounded.
+        return max(0, self.capacity - len(self.outstanding) + min(len(self.reported), self.capacity))
 
     def report_finished(self, run_id: str) -> bool:
         """The worker says `run_id` no longer executes there; True if that freed one of its slots."""

@@ -1,7 +1,8 @@
 """What the worker has to say upstream, gathered so that many items travel in one message.
 
 Two buffers feed the stream's single writer:
-- log lines: bounded (`max_lines`). A run that logs into a full buffer waits for room while the
+- log lines: bounded (`max_lines` lines and `max_bytes` of text, whichever comes first: a line
+  is at most 16 KiB characters, so the count alone allowed hundreds of MB). A run that logs into a full buffer waits for room while the
   stream is up (back-pressure lands on the chatty run's own pipe reader, not on other runs'
   completions); while the stream is down, lines that do not fit are dropped and counted.
 - completions: kept until the coordinator acks them (bounded by the runs the worker accepted).
@@ -25,6 +26,7 @@ from zephyr.runoutput import MESSAGE_BUDGET_BYTES
 from zephyr.v1 import worker_pb2 as pb
 
 MAX_LINES = 20_000
+MAX_LINE_BYTES = 16 * 1024 * 1024  # of buffered log text (estimated like a message's size)
 LINES_PER_MESSAGE = 1_000
 COMPLETIONS_PER_MESSAGE = 500
 # Per item beyond its strings: ids, numbers, field tags (an estimate on the generous side).
@@ -34,9 +36,11 @@ ITEM_OVERHEAD_BYTES = 128
 class Outbox:
     """Buffers of log lines and unacked completions; one writer drains them."""
 
-    def __init__(self, max_lines: int = MAX_LINES) -> None:
+    def __init__(self, max_lines: int = MAX_LINES, max_bytes: int = MAX_LINE_BYTES) -> None:
         self.max_lines = max_lines
+        self.max_bytes = max_bytes
         self._lines: deque[pb.LogLine] = deque()
+        self._line_bytes = 0  # estimated size of the buffered lines
         self._lines_by_run: Counter[str] = Counter()
         self._unacked: dict[str, pb.Completion] = {}
         self._to_send: dict[str, None] = {}  # run ids in completion order (a dict keeps order)
@@ -51,13 +55,17 @@ class Outbox:
 
     async def put_line(self, line: pb.LogLine) -> bool:
         """Buffer `line`; wait for room while connected. False when it was dropped."""
-        while len(self._lines) >= self.max_lines:
+        size = _line_size(line)
+        while self._lines and (
+            len(self._lines) >= self.max_lines or self._line_bytes + size > self.max_bytes
+        ):
             if not self.connected:
                 WORKER_LOG_LINES_DROPPED.inc()
                 return False
             self._room.clear()
             await self._room.wait()
         self._lines.append(line)
+        self._line_bytes += size
         self._lines_by_run[line.run_id] += 1
         self._wake.set()
         return True
@@ -88,6 +96,7 @@ class Outbox:
         self.ack(run_id)
         if self._lines_by_run.pop(run_id, 0):
             self._lines = deque(line for line in self._lines if line.run_id != run_id)
+            self._line_bytes = sum(_line_size(line) for line in self._lines)
             self._room.set()
 
     def unacked_refs(self) -> list[pb.RunRef]:
@@ -120,7 +129,9 @@ class Outbox:
         size = 0  # bytes of this message so far, estimated from its strings
         while self._lines and len(lines) < LINES_PER_MESSAGE and size < MESSAGE_BUDGET_BYTES:
             line = self._lines.popleft()
-            size += len(line.line) + ITEM_OVERHEAD_BYTES
+            line_size = _line_size(line)
+            self._line_bytes -= line_size
+            size += line_size
             lines.append(line)
             left = self._lines_by_run[line.run_id] - 1
             if left:
@@ -144,3 +155,8 @@ class Outbox:
         if self._lines or self._to_send:
             self._wake.set()  # more than one message's worth: the writer goes on
         return lines, completions
+
+
+def _line_size(line: pb.LogLine) -> int:
+    """A log line's share of a message (and of the buffer), estimated from its text."""
+    return len(line.line) + ITEM_OVERHEAD_BYTES
