@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import tempfile
@@ -29,10 +28,9 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from tests.support import database
+from bench.standalone import fresh_database, write_results
 from tests.support.cluster import Cluster
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TASK: dict[str, Any] = {"type": "internal", "name": "bench", "payload": {"function": "zephyr.noop"}}
 
 
@@ -106,12 +104,6 @@ async def batches(api: str, count: int, size: int, parallel: int) -> dict[str, A
 
 
 async def main(quick: bool, database_url: str | None) -> dict[str, Any]:
-    if database_url:
-        os.environ["ZEPHYR_TEST_DATABASE_URL"] = database_url
-    admin_dsn, embedded = await asyncio.to_thread(database.find_server)
-    template = await database.ensure_template(admin_dsn)
-    name = await database.create_test_database(admin_dsn, template)
-    dsn = database.with_database(admin_dsn, name)
     singles, concurrent, batch_count = (300, 1000, 5) if quick else (2000, 10000, 30)
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(),
@@ -120,9 +112,9 @@ async def main(quick: bool, database_url: str | None) -> dict[str, Any]:
             "python": platform.python_version(),
             "load_1m": os.getloadavg()[0],
         },
-        "database": "embedded" if embedded else "server",
     }
-    try:
+    async with fresh_database(database_url) as (dsn, embedded):
+        results["database"] = "embedded" if embedded else "server"
         with tempfile.TemporaryDirectory() as logs:
             async with Cluster(dsn, Path(logs)) as cluster:
                 await cluster.start_scheduler()
@@ -132,10 +124,6 @@ async def main(quick: bool, database_url: str | None) -> dict[str, Any]:
                 results["single_concurrent"] = await single_concurrent(api, concurrent, 32)
                 results["batch_1000"] = await batches(api, batch_count, 1000, 1)
                 results["batch_1000_parallel_4"] = await batches(api, batch_count, 1000, 4)
-    finally:
-        await database.drop_test_database(admin_dsn, name)
-        if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
     return results
 
 
@@ -145,11 +133,7 @@ def cli() -> None:
     parser.add_argument("--database-url", help="PostgreSQL server DSN where databases may be created")
     args = parser.parse_args()
     results = uvloop.run(main(args.quick, args.database_url))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(results, indent=2)
-    (RESULTS_DIR / f"submit-{stamp}.json").write_text(text + "\n")
-    (RESULTS_DIR / "submit-latest.json").write_text(text + "\n")
+    write_results("submit", results)
     for mode in ("single_sequential", "single_concurrent", "batch_1000", "batch_1000_parallel_4"):
         print(f"{mode:<24} {results[mode]['tasks_per_s']:>10.1f} tasks/s  ({results[mode]['tasks']} tasks)")
     print(

@@ -271,13 +271,20 @@ async def list_tasks(
     (they combine). Each call reads index ranges in id order: the primary key, or one range per
     (status, type) pair that matches (about 30 pairs at most), never the tasks the filters leave
     out."""
-    if name is not None:
-        rows = await db.fetch(QUERIES["list_tasks_by_name"], before, limit, name, status, task_type)
-    elif status is not None or task_type is not None:
-        rows = await db.fetch(QUERIES["list_tasks_by_status_type"], before, limit, status, task_type)
-    else:
-        rows = await db.fetch(QUERIES["list_tasks"], before, limit)
+    query, args = list_tasks_query(status, task_type, name)
+    rows = await db.fetch(QUERIES[query], before, limit, *args)
     return [task_dict(row) for row in rows]
+
+
+def list_tasks_query(
+    status: str | None, task_type: str | None, name: str | None
+) -> tuple[str, tuple[str | None, ...]]:
+    """The listing query for these filters and its arguments after `before` and `limit`."""
+    if name is not None:
+        return "list_tasks_by_name", (name, status, task_type)
+    if status is not None or task_type is not None:
+        return "list_tasks_by_status_type", (status, task_type)
+    return "list_tasks", ()
 
 
 async def list_runs(

@@ -88,3 +88,40 @@ SELECT num_timed + num_requested FROM pg_stat_checkpointer;
 -- name: bench_checkpoints_before_17
 -- The same for PostgreSQL 16 and earlier.
 SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter;
+
+-- name: bench_setseed
+SELECT setseed(0.17);
+
+-- name: bench_fill_listed_tasks
+-- $1 tasks, ids in creation order (UUIDv7-like, from a counter), the newest 5% pending (1% of those
+-- running, 1% paused), the rest 98.5% succeeded, 1% dead, 0.5% cancelled; types 70% internal, 20%
+-- http, 8% shell, 1.5% email, 0.5% publish; names 50% resize-image, 30% send-receipt, 1%
+-- nightly-report, the rest sync-0 .. sync-999. The same rows after bench_setseed on the connection.
+INSERT INTO tasks (id, name, type, payload, status, attempts, next_run_at, created_at, updated_at)
+SELECT (lpad(to_hex(i), 12, '0') || '7' || substr(md5(i::text), 1, 19))::uuid,
+       CASE WHEN r1 < 0.5 THEN 'resize-image' WHEN r1 < 0.8 THEN 'send-receipt'
+            WHEN r1 < 0.99 THEN 'sync-' || (i % 1000) ELSE 'nightly-report' END,
+       CASE WHEN r2 < 0.70 THEN 'internal' WHEN r2 < 0.90 THEN 'http' WHEN r2 < 0.98 THEN 'shell'
+            WHEN r2 < 0.995 THEN 'email' ELSE 'publish' END,
+       '{"function": "zephyr.noop", "args": [], "kwargs": {}}',
+       CASE WHEN i > $1 * 0.95
+            THEN (CASE WHEN r3 < 0.98 THEN 'pending' WHEN r3 < 0.99 THEN 'running' ELSE 'paused' END)
+            ELSE (CASE WHEN r3 < 0.985 THEN 'succeeded' WHEN r3 < 0.995 THEN 'dead' ELSE 'cancelled' END)
+       END,
+       1,
+       CASE WHEN i > $1 * 0.95 THEN now() + make_interval(secs => i - $1 * 0.95) END,
+       now() - make_interval(secs => $1 - i), now()
+FROM (SELECT i, random() AS r1, random() AS r2, random() AS r3 FROM generate_series(1, $1::bigint) i) g;
+
+-- name: bench_middle_task_id
+-- $1 offset: the id a middle page of the listings starts below
+SELECT id FROM tasks ORDER BY id OFFSET $1 LIMIT 1;
+
+-- name: bench_pending_ids
+-- $1 how many
+SELECT id FROM tasks WHERE status = 'pending' LIMIT $1;
+
+-- name: bench_finish_tasks
+-- A status change of many tasks at once (what endings do to the task rows and their indexes).
+-- $1 task ids
+UPDATE tasks SET status = 'succeeded', next_run_at = NULL, updated_at = now() WHERE id = ANY($1::uuid[]);

@@ -90,7 +90,8 @@ async def create_batch(request: web.Request) -> web.Response:
 @routes.get("/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
     """Newest first, `limit` (default 100, max 1000) per page, `next_cursor` null on the last page.
-    Filters `status`, `type`, `name` combine; each page is an index range scan."""
+    Filters `status`, `type`, `name` combine; each page reads index ranges in page order
+    (`taskstore.list_tasks`)."""
     status, task_type, name, limit, cursor = (param.read(request) for param in params.TASKS.values())
     before = cursors.decode_uuid("t", cursor)
     tasks = await taskstore.list_tasks(
