@@ -72,6 +72,19 @@ async def test_argv_env_and_cwd(tmp_path: Path) -> None:
     assert logs.text(LogStream.STDOUT) == [str(tmp_path), "hi there", "0"]
 
 
+async def test_the_command_gets_the_run_trace_context_unless_its_env_sets_one() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    show = {"argv": ["/bin/sh", "-c", 'echo "[$TRACEPARENT]"']}
+    for env, expected in (({}, traceparent), ({"TRACEPARENT": "own"}, "own")):
+        logs = RecordedLogs()
+        context = make_context(logs)._replace(traceparent=traceparent)
+        await ShellExecutor("*").execute(context, {**show, "env": env})
+        assert logs.text(LogStream.STDOUT) == [f"[{expected}]"]
+    logs = RecordedLogs()
+    await ShellExecutor("*").execute(make_context(logs), show)
+    assert logs.text(LogStream.STDOUT) == [f"[{os.environ.get('TRACEPARENT', '')}]"]
+
+
 async def test_a_command_the_pattern_rejects_fails_at_once_not_retryable(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     executor = ShellExecutor(r"echo [a-z ]+")

@@ -11,6 +11,8 @@ ZEPHYR_SHELL_ENV_ALLOW and `cwd` must be absolute (`zephyr.worker.shell_policy`)
 fails at once with code `not_allowed`, not retryable.
 stdout and stderr become log lines as they appear. Exit 0 succeeds; another exit fails with code
 `exit_code` and `{"exit_code": n}` as the result (a negative n is the killing signal).
+The command gets the run's W3C trace context as `TRACEPARENT` (OpenTelemetry's environment
+carrier) when the run has one, unless the payload's `env` sets `TRACEPARENT` itself.
 On timeout or cancel the whole process group gets SIGTERM, then SIGKILL after a short grace,
 so no child survives its run.
 """
@@ -53,6 +55,8 @@ def command_text(command: ShellPayload) -> tuple[list[str], str]:
     return argv, shlex.join(argv)
 
 
+TRACEPARENT_ENV = "TRACEPARENT"
+
 class ShellExecutor:
     """Executes `shell` payloads whose command the allow pattern accepts."""
 
@@ -79,6 +83,8 @@ class ShellExecutor:
                 retryable=False,
             )
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZEPHYR_")}
+        if ctx.traceparent:
+            env[TRACEPARENT_ENV] = ctx.traceparent
         env.update(extra_env)
         try:
             proc = await asyncio.create_subprocess_exec(
