@@ -57,6 +57,7 @@ def command_text(command: ShellPayload) -> tuple[list[str], str]:
 
 TRACEPARENT_ENV = "TRACEPARENT"
 
+
 class ShellExecutor:
     """Executes `shell` payloads whose command the allow pattern accepts."""
 
