@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from zephyr.tracecontext import TraceParent
@@ -78,6 +79,16 @@ def setup(service: str, environ: Mapping[str, str] = os.environ) -> bool:
     STATE.enabled = True
     log.info("exporting spans over OTLP/HTTP as %s", resource.attributes.get(SERVICE_NAME))
     return True
+
+
+@contextmanager
+def never_raises(what: str) -> Iterator[None]:
+    """Spans are best effort: a failure of the SDK inside is logged, never raised into the task
+    processing around it."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed; going on without them", what)
 
 
 def shutdown() -> None:

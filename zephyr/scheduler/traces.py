@@ -71,25 +71,38 @@ class SubmitTrace:
                     extra={"task_id": task_id, "trace_id": self.context.trace_id},
                 )
         if self.span is not None:
-            self.span.set_attributes(
-                {"zephyr.task.count": len(task_ids), "zephyr.task.type": sorted({row.type for row in rows})}
-            )
-            if len(task_ids) == 1:
-                self.span.set_attribute("zephyr.task.id", task_ids[0])
+            with tracing.never_raises("the submit span"):
+                self.span.set_attributes(
+                    {
+                        "zephyr.task.count": len(task_ids),
+                        "zephyr.task.type": sorted({row.type for row in rows}),
+                    }
+                )
+                if len(task_ids) == 1:
+                    self.span.set_attribute("zephyr.task.id", task_ids[0])
 
 
 @contextmanager
 def submit_trace(request: web.Request) -> Iterator[SubmitTrace]:
-    """The trace context of a submit; with span export on, the `submit` span lasts the block."""
+    """The trace context of a submit; with span export on, the `submit` span lasts the block
+    (if the SDK fails, the submit goes on as with export off)."""
     incoming, warnings = read_traceparent(request)
-    if not tracing.STATE.enabled:
+    span = _submit_span(incoming, request.path) if tracing.STATE.enabled else None
+    if span is None:
         yield SubmitTrace(incoming, warnings, None)
         return
-    span = tracing.start("submit", incoming, {"http.route": request.path})
     try:
         yield SubmitTrace(tracing.context_of(span), warnings, span)
     except Exception as exc:
-        tracing.fail(span, type(exc).__name__)
+        with tracing.never_raises("the submit span"):
+            tracing.fail(span, type(exc).__name__)
         raise
     finally:
-        span.end()
+        with tracing.never_raises("the submit span"):
+            span.end()
+
+
+def _submit_span(incoming: TraceParent | None, path: str) -> Span | None:
+    with tracing.never_raises("the submit span"):
+        return tracing.start("submit", incoming, {"http.route": path})
+    return None

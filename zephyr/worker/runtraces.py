@@ -41,24 +41,33 @@ class RunTrace:
 
     def end(self, completion: pb.Completion) -> None:
         """End the `run` span with the run's outcome (none: taken back by the coordinator)."""
-        if self.span is None:
+        span, self.span = self.span, None
+        if span is None:
             return
         status = RUN_STATUS_OF_OUTCOME.get(completion.outcome, "abandoned")
-        if status != "succeeded":
-            tracing.fail(self.span, completion.error_code or status)
-        tracing.end(self.span, {"zephyr.run.status": status})
-        self.span = None
+        with tracing.never_raises("the run span"):
+            if status != "succeeded":
+                tracing.fail(span, completion.error_code or status)
+            tracing.end(span, {"zephyr.run.status": status})
 
 
 NO_TRACE = RunTrace(None, None)
 
 
 def run_trace(assignment: pb.Assignment, worker_id: str) -> RunTrace:
-    """The trace context of the run `assignment` starts, its `run` span started if exported."""
+    """The trace context of the run `assignment` starts, its `run` span started if exported (if
+    the SDK fails, the run goes on with its unexported context)."""
     header = assignment.traceparent
     parent = tracecontext.parse(header) if header else None
+    unexported = NO_TRACE if parent is None else RunTrace(parent.child(), None)
     if not tracing.STATE.enabled:
-        return NO_TRACE if parent is None else RunTrace(parent.child(), None)
+        return unexported
+    with tracing.never_raises("the run span"):
+        return _exported(assignment, parent, worker_id)
+    return unexported
+
+
+def _exported(assignment: pb.Assignment, parent: TraceParent | None, worker_id: str) -> RunTrace:
     span = tracing.start(
         "run",
         parent,
