@@ -102,6 +102,9 @@ class Page:
         return self.driver.current_url.rsplit("/", 1)[1]
 
     def choose(self, css: str, value: str) -> None:
+        """Pick `value` in the select `css` names, once it offers it (the task filters fill their
+        choices from the API's OpenAPI document)."""
+        self.find(f"{css} option[value='{value}']")
         Select(self.find(css)).select_by_value(value)
 
     def shot(self, name: str) -> Path:

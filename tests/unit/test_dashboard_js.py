@@ -13,6 +13,7 @@ import pytest
 from zephyr.scheduler.dashboard import UI_DIR
 from zephyr.scheduler.openapi import openapi_document
 from zephyr.scheduler.schemas import TASK_TYPES
+from zephyr.taskstore import TASK_STATUSES
 
 
 def run_module(script: str) -> Any:
@@ -151,3 +152,15 @@ def test_each_chart_series_keeps_its_own_history() -> None:
         {"id": "a", "windowS": 60, "series": [["x", [2, 3]]]},
         {"id": "b", "windowS": 60, "series": [["y", [7]], ["z", [4, 6]]]},
     ]
+
+
+def test_the_task_filters_offer_what_the_api_takes() -> None:
+    """The task list's status and type filters take their choices from the OpenAPI document."""
+    document = json.dumps(openapi_document())
+    got = run_module(
+        "import { queryChoices } from './apidoc.js';"
+        f"const doc = {document};"
+        "console.log(JSON.stringify({status: queryChoices(doc, '/v1/tasks', 'status'),"
+        " type: queryChoices(doc, '/v1/tasks', 'type'), none: queryChoices(doc, '/v1/tasks', 'name')}));"
+    )
+    assert got == {"status": list(TASK_STATUSES), "type": list(TASK_TYPES), "none": []}

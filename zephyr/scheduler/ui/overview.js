@@ -8,7 +8,6 @@ import { badge, formatDuration, formatNumber, h, replace } from "./dom.js";
 const POLL_MS = 2000;
 const HISTORY_S = 300;
 const RATE_WINDOW_S = 10;
-const TASK_STATUSES = ["pending", "running", "paused", "succeeded", "dead", "cancelled"];
 
 const perSecond = (v) => `${formatNumber(v, v < 10 ? 2 : 0)}/s`;
 const count = (v) => formatNumber(v);
@@ -197,7 +196,7 @@ export function renderOverview(main) {
         id: "tasks-by-status",
         caption: "Tasks by status",
         columns: ["Status", "Tasks"],
-        rows: TASK_STATUSES.map((s) => ({
+        rows: Object.keys(stats.tasks).map((s) => ({
           label: badge(s),
           value: stats.tasks[s] || 0,
           text: `${count(stats.tasks[s] || 0)}${approx.has(`tasks.${s}`) ? " (estimate)" : ""}`,

@@ -4,6 +4,7 @@
 // here (a JSON field, a number) is sent as typed, so the API says what is wrong with it.
 
 import { api } from "./api.js";
+import { openapi } from "./apidoc.js";
 import { h, replace, withCode } from "./dom.js";
 
 const TASK_FIELDS_SKIPPED = new Set(["type", "payload", "schedule"]);
@@ -14,15 +15,6 @@ const SCHEDULE_KINDS = [
   ["cron", "Cron"],
   ["every_s", "Every N seconds"],
 ];
-
-let documentPromise = null;
-function openapi() {
-  if (!documentPromise) documentPromise = api("GET", "/openapi.json").catch((error) => {
-    documentPromise = null;
-    throw error;
-  });
-  return documentPromise;
-}
 
 function resolve(doc, schema) {
   let current = schema || {};

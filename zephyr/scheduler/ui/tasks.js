@@ -2,10 +2,9 @@
 // live logs and the state changes the API offers.
 
 import { api, followLogs, withQuery } from "./api.js";
+import { openapi, queryChoices } from "./apidoc.js";
 import { announce, badge, formatDuration, h, jsonBlock, replace, rerender, timeCell } from "./dom.js";
 
-const TASK_STATUSES = ["pending", "running", "paused", "succeeded", "dead", "cancelled"];
-const TASK_TYPES = ["http", "email", "shell", "internal", "publish"];
 const PAGE_SIZE = 25;
 const LIST_REFRESH_MS = 3000;
 const DETAIL_REFRESH_MS = 1500;
@@ -82,13 +81,13 @@ export function renderTaskList(main, params) {
   const cursors = [""]; // cursors[i] fetches page i; keyset paging only goes forward, so keep the way back
   let page = 0;
 
-  const select = (name, label, values) =>
-    h(
-      "div",
-      { class: "field" },
-      h("label", { for: `filter-${name}` }, label),
-      h("select", { id: `filter-${name}`, name }, h("option", { value: "" }, "any"), values.map((v) => h("option", { value: v, selected: filters[name] === v }, v))),
-    );
+  // The choices are the API's (its OpenAPI document); until it has loaded, the filter in force.
+  const options = (name, values) => [h("option", { value: "" }, "any"), values.map((v) => h("option", { value: v, selected: filters[name] === v }, v))];
+  const selects = {};
+  const select = (name, label) => {
+    selects[name] = h("select", { id: `filter-${name}`, name }, options(name, filters[name] ? [filters[name]] : []));
+    return h("div", { class: "field" }, h("label", { for: `filter-${name}` }, label), selects[name]);
+  };
   const form = h(
     "form",
     {
@@ -100,8 +99,8 @@ export function renderTaskList(main, params) {
         location.hash = withQuery("#/tasks", { status: data.get("status"), type: data.get("type"), name: data.get("name").trim() });
       },
     },
-    select("status", "Status", TASK_STATUSES),
-    select("type", "Type", TASK_TYPES),
+    select("status", "Status"),
+    select("type", "Type"),
     h("div", { class: "field" }, h("label", { for: "filter-name" }, "Name (exact)"), h("input", { id: "filter-name", name: "name", value: filters.name, autocomplete: "off" })),
     h("button", { type: "submit" }, "Apply filters"),
   );
@@ -129,6 +128,18 @@ export function renderTaskList(main, params) {
   let stopped = false;
   let timer = null;
   let shown = null; // what the table shows, to leave it alone while nothing changed
+  openapi()
+    .then((doc) => {
+      if (stopped) return;
+      for (const [name, control] of Object.entries(selects)) {
+        const chosen = control.value; // what the user picked meanwhile
+        replace(control, options(name, queryChoices(doc, "/v1/tasks", name)));
+        control.value = chosen;
+      }
+    })
+    .catch((error) => {
+      if (!stopped) announce(notices, `Cannot load the filter choices: ${error.message}`, "error");
+    });
   async function load() {
     clearTimeout(timer);
     try {
