@@ -28,6 +28,13 @@ def run_module(script: str) -> Any:
     return json.loads(result.stdout)
 
 
+def run_with_document(imports: str, expression: str) -> Any:
+    """The JSON of `expression`, evaluated after `imports` with `doc` the API's OpenAPI document."""
+    return run_module(
+        f"{imports}const doc = {json.dumps(openapi_document())};console.log(JSON.stringify({expression}));"
+    )
+
+
 def test_durations_and_chart_scales() -> None:
     got = run_module(
         "import { formatDuration } from './dom.js';"
@@ -50,15 +57,13 @@ def test_durations_and_chart_scales() -> None:
 
 
 def test_the_submit_form_covers_every_task_type_of_the_api() -> None:
-    document = json.dumps(openapi_document())
-    got = run_module(
-        "import { taskTypes, fieldKind, labelText } from './submit.js';"
-        f"const doc = {document};"
-        "console.log(JSON.stringify(taskTypes(doc).map((t) => ({"
+    got = run_with_document(
+        "import { taskTypes, fieldKind, labelText } from './submit.js';",
+        "taskTypes(doc).map((t) => ({"
         " type: t.type,"
         " required: t.payload.required || [],"
         " fields: Object.fromEntries(Object.entries(t.payload.properties).map(([k, s]) => [k, fieldKind(doc, s).kind])),"
-        " task: Object.keys(t.task.properties).map(labelText)}))));"
+        " task: Object.keys(t.task.properties).map(labelText)}))",
     )
     by_type = {entry["type"]: entry for entry in got}
     assert set(by_type) == set(TASK_TYPES)
@@ -156,11 +161,9 @@ def test_each_chart_series_keeps_its_own_history() -> None:
 
 def test_the_task_filters_offer_what_the_api_takes() -> None:
     """The task list's status and type filters take their choices from the OpenAPI document."""
-    document = json.dumps(openapi_document())
-    got = run_module(
-        "import { queryChoices } from './apidoc.js';"
-        f"const doc = {document};"
-        "console.log(JSON.stringify({status: queryChoices(doc, '/v1/tasks', 'status'),"
-        " type: queryChoices(doc, '/v1/tasks', 'type'), none: queryChoices(doc, '/v1/tasks', 'name')}));"
+    got = run_with_document(
+        "import { queryChoices } from './apidoc.js';",
+        "{status: queryChoices(doc, '/v1/tasks', 'status'), type: queryChoices(doc, '/v1/tasks', 'type'),"
+        " none: queryChoices(doc, '/v1/tasks', 'name')}",
     )
     assert got == {"status": list(TASK_STATUSES), "type": list(TASK_TYPES), "none": []}
