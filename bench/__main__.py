@@ -39,6 +39,7 @@ SCENARIOS = (
     "concurrency",
     "worker_rss",
     "recovery",
+    "backlog_memory",
     "bigtable",
     "profile",
 )

@@ -125,3 +125,12 @@ SELECT id FROM tasks WHERE status = 'pending' LIMIT $1;
 -- A status change of many tasks at once (what endings do to the task rows and their indexes).
 -- $1 task ids
 UPDATE tasks SET status = 'succeeded', next_run_at = NULL, updated_at = now() WHERE id = ANY($1::uuid[]);
+
+-- name: bench_insert_backlog
+-- $1 count int: that many noop `internal` tasks, due now, in one statement (the backlog scenario)
+INSERT INTO tasks (id, type, payload, next_run_at)
+SELECT gen_random_uuid(), 'internal', '{"function": "zephyr.noop"}'::jsonb, now()
+FROM generate_series(1, $1);
+
+-- name: bench_count_succeeded_tasks
+SELECT count(*) FROM tasks WHERE status = 'succeeded';

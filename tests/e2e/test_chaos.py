@@ -45,6 +45,7 @@ from aiohttp import web
 
 from tests.support.cluster import Cluster, Service, free_port, grpc_serving, wait_until
 from tests.support.netns import OtherHost, other_host
+from tests.support.pgfreeze import frozen
 from zephyr import taskstore
 from zephyr.db.pool import create_pool
 from zephyr.db.queries import QUERIES
@@ -75,36 +76,6 @@ class Chaos:
     worker_kills: list[tuple[str, float]] = field(default_factory=list)  # (worker id, unix time)
     cancels: dict[uuid.UUID, datetime] = field(default_factory=dict)  # task -> cancel committed
     events: list[str] = field(default_factory=list)
-
-
-# -- PostgreSQL of our own ------------------------------------------------------------------------
-
-
-def server_pids(data_dir: Path) -> list[int]:
-    """The postmaster and every process it forked."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                    children.append(int(entry.name))
-    return [*children, postmaster]
-
-
-@contextlib.contextmanager
-def frozen(data_dir: Path) -> Iterator[None]:
-    """Every server process stopped (SIGSTOP) for the duration; continued after, whatever happens."""
-    pids = server_pids(data_dir)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in reversed(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 # -- a partition ------------------------------------------------------------------------------------
