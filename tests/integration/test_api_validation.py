@@ -287,3 +287,13 @@ async def test_whole_floats_are_integers(api: Api) -> None:
         "POST", "/v1/tasks", json=http(payload={"url": URL, "expect_status": 200.5})
     )
     assert (status, body["error"]["field"]) == (400, "payload.expect_status")
+
+
+async def test_any_traceparent_the_document_allows_is_taken(api: Api) -> None:
+    # The header's schema had maxLength 512 while any value is taken (ignored with a warning).
+    status, doc = await api.call("GET", "/openapi.json")
+    header = next(p for p in doc["paths"]["/v1/tasks"]["post"]["parameters"] if p["name"] == "traceparent")
+    assert header["schema"] == {"type": "string"}
+    status, task = await api.call("POST", "/v1/tasks", json=http(), headers={"traceparent": "0" * 600})
+    assert status == 201, task
+    assert [w["code"] for w in task["warnings"]] == ["invalid_traceparent", "no_worker_for_type"]

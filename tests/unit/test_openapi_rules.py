@@ -4,6 +4,7 @@ these are the cases it found, checked without a server)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from referencing.jsonschema import DRAFT202012
 from tests.unit.test_tasktypes import BAD, GOOD, api_error
 from zephyr.errors import ZephyrError
 from zephyr.scheduler.openapi import openapi_document
-from zephyr.scheduler.schemas import validate_task
+from zephyr.scheduler.schemas import parse_json, validate_task
 from zephyr.tasktypes.urls import URL_PATTERN, url_problem
 
 FORMATS = FormatChecker()
@@ -61,6 +62,33 @@ def test_the_published_task_schema_and_the_api_agree(fields: dict[str, Any]) -> 
     else:
         accepted = True
     assert schema_allows("InternalTask", task) == accepted
+
+
+NUL_TASKS = [
+    {"type": "email", "payload": {"to": "a@b.c", "subject": "s\u0000", "body": "b"}},
+    {"type": "email", "payload": {"to": "a\u0000@b.c", "subject": "s", "body": "b"}},
+    {"type": "internal", "payload": {"function": "f", "args": [{"k\u0000": 1}]}},
+    {"type": "internal", "payload": {"function": "f", "kwargs": {"k": [[{"deep": "\u0000"}]]}}},
+    {"type": "http", "payload": {"url": "http://h/", "headers": {"a\u0000": "b"}}},
+    {"type": "http", "payload": {"url": "http://h/", "body": "\u0000"}},
+    {"type": "publish", "payload": {"channel": "c", "message": {"a": ["\u0000"]}}},
+    {"type": "shell", "payload": {"command": "true\u0000"}},
+    {"type": "shell", "payload": {"argv": ["true"], "env": {"A": "\u0000"}}},
+    {"type": "internal", "payload": {"function": "f"}, "name": "\u0000"},
+    {"type": "internal", "payload": {"function": "f", "args": [{"k": "text", "n": [1.5, True, None]}]}},
+]
+
+
+@pytest.mark.parametrize("task", NUL_TASKS)
+def test_the_published_schemas_refuse_nul_as_the_api_does(task: dict[str, Any]) -> None:
+    # PostgreSQL stores no NUL; the API refused it at any depth while the schemas allowed it.
+    try:
+        validate_task(parse_json(json.dumps(task).encode()))
+    except ZephyrError:
+        accepted = False
+    else:
+        accepted = True
+    assert schema_allows(f"{task['type'].capitalize()}Task", task) == accepted
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from zephyr.scheduler import params
 from zephyr.scheduler.dashboard import is_dashboard_path
 from zephyr.scheduler.params import QueryParam
 from zephyr.scheduler.schemas import TASK_TYPES, openapi_components, time_zones
+from zephyr.scheduler.storable import forbid_nul
 from zephyr.taskstore import TASK_STATUSES
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -66,7 +67,7 @@ TRACEPARENT_HEADER: dict[str, Any] = {
     "name": "traceparent",
     "in": "header",
     "description": "W3C trace context the task keeps; invalid: ignored, with a warning",
-    "schema": {"type": "string", "maxLength": 512},
+    "schema": {"type": "string"},
 }
 
 TASK_SCHEMA: dict[str, Any] = {
@@ -195,12 +196,14 @@ TASK_ID = [{**ID[0], "schema": {"type": "string", "not": {"const": "batch"}}}]
 RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 240, "pattern": "^[^\\u0000]*$"}
 SCHEDULE_FORMS = ("at", "delay_s", "cron", "every_s")
+NOT_A_TASK = "the id is `batch`: that path is `POST /v1/tasks/batch` alone (`Allow: POST`)"
 # What JSON Schema cannot say of a schedule (it compares no fields and reads no clock): 400 means
 # the body breaks this document, 409 that it fits it but cannot be carried out.
 UNSCHEDULABLE = (
     "`unschedulable`: the schedule never fires (`end_at` has passed or is before `start_at`, no date "
-    "matches the cron, an instant lies outside the years 1 to 9999 in UTC); on PATCH also "
-    "`conflict`: the task is running, or the payload is one of another task type"
+    "matches the cron, an instant lies outside the years 1 to 9999 in UTC); `conflict` on a batch: "
+    "two of its tasks share an idempotency key; on PATCH: the task is running, or the payload is "
+    "one of another task type"
 )
 RECURRING_ONLY = ("start_at", "end_at", "overlap")
 
@@ -240,14 +243,15 @@ def schedule_schema(generated: dict[str, Any]) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 with JSON Schema 2020-12 components generated from schemas.py."""
     components = openapi_components()
-    components.update(
-        {"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA, "Worker": WORKER_SCHEMA}
-    )
     components["Schedule"] = schedule_schema(components["Schedule"])
     # A new payload must fit the task's own type: one of another type answers 409.
     components["TaskPatch"]["properties"]["payload"] = {
         "anyOf": [*(_ref(f"{t.capitalize()}Payload") for t in TASK_TYPES), {"type": "null"}]
     }
+    forbid_nul(components)
+    components.update(
+        {"Error": ERROR_SCHEMA, "Run": RUN_SCHEMA, "Task": TASK_SCHEMA, "Worker": WORKER_SCHEMA}
+    )
     task_create = {
         "oneOf": [_ref(f"{t.capitalize()}Task") for t in TASK_TYPES],
         "discriminator": {"propertyName": "type"},
@@ -415,6 +419,8 @@ def openapi_document() -> dict[str, Any]:
         paths["/v1/tasks/{id}"]["patch"],
     ):
         operation["responses"]["409"]["description"] = UNSCHEDULABLE
+    for operation in paths["/v1/tasks/{id}"].values():
+        operation["responses"]["405"] = {"description": NOT_A_TASK, **_json(_ref("Error"))}
     follow = paths["/v1/runs/{run_id}/logs"]["get"]["responses"]["200"]["content"]
     follow["text/event-stream"] = {"schema": {"type": "string", "description": "with `follow=1`"}}
     for path, operations in paths.items():

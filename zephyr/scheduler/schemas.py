@@ -349,8 +349,8 @@ def validate_batch(obj: Any) -> list[TaskBody]:
         raise ValidationError("`tasks` must be a list of tasks", field="tasks")
     if not tasks:
         raise ValidationError("`tasks` must hold at least one task", field="tasks")
-    if len(tasks) > MAX_BATCH:
-        raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH} tasks", field="tasks")
+    if len(tasks) > MAX_BATCH:  # /openapi.json says maxItems: a bad request like any other
+        raise ValidationError(f"a batch holds at most {MAX_BATCH} tasks", field="tasks")
     # One pydantic call for all the tasks costs less than one per task; the checks that come
     # before pydantic's run first, and the tasks before one failing them are validated first, so
     # the error is that of the first failing task all the same.

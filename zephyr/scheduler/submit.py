@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from zephyr import metrics, schedule, taskstore
-from zephyr.errors import UnschedulableSchedule, ValidationError
+from zephyr.errors import Conflict, UnschedulableSchedule
 from zephyr.scheduler.notifier import DueNotifier
 from zephyr.scheduler.schemas import TaskBody
 from zephyr.taskstore import NewTask, json_text, stored_payload_json, stored_schedule
@@ -89,13 +89,14 @@ async def create_task(
 
 
 def check_unique_keys(tasks: list[NewTask]) -> None:
-    """Two tasks of one batch may not share an idempotency key."""
+    """Two tasks of one batch may not share an idempotency key: 409 (Conflict), since each task
+    fits /openapi.json, which cannot say that a field differs across the items of a list."""
     seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
         if task.idempotency_key is None:
             continue
         if task.idempotency_key in seen:
-            raise ValidationError(
+            raise Conflict(
                 f"idempotency key repeats that of tasks[{seen[task.idempotency_key]}]",
                 field=f"tasks[{index}].idempotency_key",
             )

@@ -14,7 +14,8 @@ from pydantic import Field, field_validator
 from zephyr.tasktypes.fields import Model, Str, StrOrList, TaskType, text_or_secret, texts_or_secrets
 
 # What check_addresses requires of an address in clear, as /openapi.json publishes it.
-ADDRESS_PATTERN = r"^[^\r\n]*@[^\r\n]*$"
+# No NUL either: PostgreSQL cannot store it, and the API refuses it in any string.
+ADDRESS_PATTERN = r"^[^\r\n\u0000]*@[^\r\n\u0000]*$"
 Addresses = Annotated[StrOrList, texts_or_secrets(pattern=ADDRESS_PATTERN)]
 Address = Annotated[Str, text_or_secret(pattern=ADDRESS_PATTERN)]
 

@@ -38,7 +38,11 @@ StatusCodes = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 100, "maximum": 599},
-                {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599}},
+                {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 100, "maximum": 599},
+                    "minItems": 1,
+                },
             ]
         }
     ),

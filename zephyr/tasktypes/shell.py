@@ -13,6 +13,8 @@ from zephyr.tasktypes.fields import Model, Str, TaskType, text_or_secret
 # A command holds something besides ASCII white space (named one by one: `\S` means other things
 # in Python than in the ECMA-262 regexes of JSON Schema, e.g. for U+001C).
 _NOT_BLANK = re.compile(r"[^ \t\n\r\f\v]")
+# Published: that, and no NUL anywhere (PostgreSQL cannot store it; the API refuses it in any string).
+COMMAND_PATTERN = r"^[^\u0000]*[^ \t\n\r\f\v\u0000][^\u0000]*$"
 _NULL: JsonValue = {"type": "null"}
 # What `_one_of` checks, for /openapi.json: exactly one of the two is given and not null.
 _ONE_OF_COMMAND_ARGV: list[JsonValue] = [
@@ -26,7 +28,7 @@ class ShellPayload(Model):
 
     model_config = ConfigDict(json_schema_extra={"oneOf": _ONE_OF_COMMAND_ARGV})
 
-    command: Annotated[Str, text_or_secret(pattern=_NOT_BLANK.pattern)] | None = None
+    command: Annotated[Str, text_or_secret(pattern=COMMAND_PATTERN)] | None = None
     argv: Annotated[list[Str], Field(min_length=1)] | None = None
     env: dict[str, Str] = Field(default_factory=dict)
     cwd: Str | None = None
