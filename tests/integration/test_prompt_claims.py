@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.integration.test_coordinator import dispatcher_quiet
 from tests.support.fake_worker import FakeWorker, insert_tasks, running_coordinator
 from zephyr import taskstore
 from zephyr.db.pool import connect
@@ -57,7 +58,8 @@ async def test_the_next_firing_of_an_overlap_task_does_not_wait_for_the_poll(
         running_coordinator(database_url, ZEPHYR_POLL_S=HOUR) as coord,
         FakeWorker(coord.addr, "w1") as worker,
     ):
-        await worker.heartbeat_acked()
+        # Start-up wakes handled (a listener reconnect would make it ask for the next due time).
+        await dispatcher_quiet(coord.signals.dispatcher, worker)
         [task_id] = await insert_tasks(
             db, schedule={"every_s": 1, "overlap": True}, recurring=True, overlap=True
         )
