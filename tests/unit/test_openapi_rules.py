@@ -113,3 +113,10 @@ def test_every_url_the_pattern_allows_parses(url: str) -> None:
     assert url_problem(url) is None
     parsed = yarl.URL(url)  # what the worker's HTTP client parses it with
     assert parsed.scheme in ("http", "https") and parsed.host
+
+
+def test_free_form_fields_keep_their_description_beside_the_json_value_rule() -> None:
+    # The dashboard's form follows a top-level $ref and shows the target's description instead.
+    body = openapi_document()["components"]["schemas"]["HttpPayload"]["properties"]["body"]
+    assert "$ref" not in body and body["anyOf"] == [{"$ref": "#/components/schemas/JsonValue"}]
+    assert body["description"] == "a string is sent as is, anything else as JSON"

@@ -68,6 +68,8 @@ def _value(schema: Any) -> Any:
     if schema is True:
         return dict(_JSON_REF)
     if isinstance(schema, dict) and not _TYPED & schema.keys():
-        return {**schema, **_JSON_REF}
+        # In anyOf, not beside the description: readers that follow a $ref (the dashboard's
+        # submit form) keep the field's own description.
+        return {**schema, "anyOf": [_JSON_REF]}
     _schema(schema)
     return schema
