@@ -27,6 +27,7 @@ from bench.scale import Scale
 from bench.scenarios import burst, trickle
 from bench.stats import latency_summary, mean_summary
 from zephyr import stats
+from zephyr.db import pool
 from zephyr.ids import new_id
 
 CHUNK = 100_000
@@ -140,7 +141,7 @@ async def _time_stats(dsn: str, calls: int = STATS_CALLS) -> dict[str, float]:
     The first call also folds whatever the task count log holds since the last fold: after a
     burst that is its whole churn, so the first call's figure is reported apart.
     """
-    conn = await asyncpg.connect(dsn)
+    conn = await pool.connect(dsn)  # the product's codecs: stats reads jsonb as values
     try:
         timings = []
         for _ in range(calls):
