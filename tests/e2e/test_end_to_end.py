@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.support.cluster import Cluster, free_port, wait_until
+from tests.support.cluster import Cluster, free_port, free_ports, wait_until
 from tests.support.up_process import submit_and_wait
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def start_up(args: list[str], env: dict[str, str], log_path: Path) -> subprocess
 
 async def test_zephyr_up_runs_a_task_and_stops_cleanly(tmp_path: Path, target: tuple[str, list[str]]) -> None:
     url, hits = target
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     env = {
         key: value
         for key, value in os.environ.items()
